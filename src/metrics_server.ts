@@ -21,14 +21,25 @@ import { isLoopback } from "./server/loopback.ts";
  * Parses `--metrics-port`: `PORT` (on 127.0.0.1) or `HOST:PORT`.
  *
  * @param value The setting.
+ * @param name What the errors call it (`metricsBind`).
  * @returns Host name and port.
- * @throws {RangeError} When the port is not 0–65535.
+ * @throws {TypeError} When it is not a string.
+ * @throws {RangeError} When it is not `PORT` or `HOST:PORT` with a port from 0 to 65535.
  */
-export function parseListenAddress(value: string): { hostname: string; port: number } {
+export function parseListenAddress(
+  value: string,
+  name = "listen address",
+): { hostname: string; port: number } {
+  if (typeof value !== "string") {
+    // A number (`metricsPort: 9100`) failed as "value.trim is not a function".
+    throw new TypeError(
+      `${name} must be a string, PORT or HOST:PORT, got ${JSON.stringify(value) ?? String(value)}`,
+    );
+  }
   const match = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(value.trim());
   const port = match ? Number(match[2]) : NaN;
   if (!match || port > 65535) {
-    throw new RangeError(`listen address must be PORT or HOST:PORT, got ${JSON.stringify(value)}`);
+    throw new RangeError(`${name} must be PORT or HOST:PORT, got ${JSON.stringify(value)}`);
   }
   return { hostname: match[1] || "127.0.0.1", port };
 }

@@ -400,3 +400,419 @@ Deno.test("OperatorClient refuses a command id that is not one before it goes in
   );
   assert.equal(sent, 0);
 });
+
+Deno.test("startServer and runAgent refuse a metrics address that is not PORT or HOST:PORT, naming the option, before anything is made", async () => {
+  // A number failed as "value.trim is not a function"; an agent's malformed metricsPort was
+  // found only once its state directory had been made.
+  for (const [value, type, shown] of [[9100, TypeError, "9100"], ["", RangeError, '""']] as const) {
+    await refuses(
+      () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", metricsBind: value as never }),
+      type,
+      new RegExp(`^metricsBind must be (a string, )?PORT or HOST:PORT, got ${shown}$`),
+    );
+  }
+  await using server = await status.startServer({ ...PLENTY, port: 0, db: ":memory:" });
+  const dir = await Deno.makeTempDir({ prefix: "status-library-" });
+  try {
+    for (
+      const [value, type, shown] of [[9100, TypeError, "9100"], [
+        "x:y",
+        RangeError,
+        '"x:y"',
+      ]] as const
+    ) {
+      await refuses(
+        () =>
+          status.runAgent(
+            {
+              dashboardUrl: server.url,
+              agentId: "web-1",
+              heartbeat: false,
+              stateDir: `${dir}/state`,
+              metricsPort: value as never,
+            },
+            new AbortController().signal,
+          ),
+        type,
+        new RegExp(`^metricsPort must be (a string, )?PORT or HOST:PORT, got ${shown}$`),
+      );
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no state directory was made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runAgent refuses an instanceId the dashboard would refuse, before polling", async () => {
+  // It was sent as X-Agent-Instance unchecked: "a b" made every wait a 400, "a\nb" failed inside
+  // fetch, and "" was sent as no instance at all.
+  // A request sent stops the agent (else an agent that took the id would poll until the end).
+  let sent = 0;
+  const stop = new AbortController();
+  const fetch = () => {
+    sent++;
+    stop.abort();
+    return Promise.reject(new Error("sent"));
+  };
+  for (
+    const [instanceId, shown] of [
+      ["", '""'],
+      ["a b", '"a b"'],
+      ["a\nb", '"a\\nb"'],
+      ["x".repeat(129), `"${"x".repeat(129)}"`],
+      [42, "42"],
+    ] as const
+  ) {
+    await refuses(
+      () =>
+        status.runAgent(
+          {
+            dashboardUrl: "http://127.0.0.1:9",
+            agentId: "web-1",
+            heartbeat: false,
+            instanceId,
+            fetch,
+          } as never,
+          stop.signal,
+        ),
+      TypeError,
+      new RegExp(
+        `^instanceId must be 1–128 characters of A-Z a-z 0-9 \\. _ : -, got ${
+          RegExp.escape(shown)
+        }$`,
+      ),
+    );
+  }
+  assert.equal(sent, 0, "no request was sent");
+});
+
+Deno.test("startServer refuses a limit out of range or a bad admin token before it makes the store's file, naming the option", async () => {
+  // They were checked once the store was open: each refusal left a new status.db behind, and
+  // consoleSessionTtlSecs was called "ttlSecs".
+  const dir = await Deno.makeTempDir({ prefix: "status-library-" });
+  try {
+    for (
+      const [option, value, message] of [
+        ["ackTimeoutSecs", -1, /^ackTimeoutSecs must be a whole number from 1 to \d+, got -1$/],
+        ["maxAttempts", 0, /^maxAttempts must be a whole number from 1 to 100, got 0$/],
+        [
+          "consoleSessionTtlSecs",
+          5,
+          /^consoleSessionTtlSecs must be a whole number from 60 to 2592000, got 5$/,
+        ],
+        ["adminToken", "short", /^adminToken must be 16 to 1024 printable ASCII characters/],
+      ] as const
+    ) {
+      await refuses(
+        () => status.startServer({ ...PLENTY, port: 0, db: `${dir}/status.db`, [option]: value }),
+        RangeError,
+        message,
+      );
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no store file was made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a misspelt option name is refused, naming it and the option it likely meant, before anything starts", async () => {
+  // An option name the library does not know was taken as no option at all: `prot: 0` listened
+  // on port 5000, `timoutSecs` ran with the default deadline, `dashboardURL` polled nowhere.
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  const client = new status.OperatorClient({ dashboardUrl: "http://127.0.0.1:9", fetch } as never);
+  const cases: Array<[string, () => unknown, string, string]> = [
+    [
+      "startServer",
+      () => status.startServer({ ...PLENTY, db: ":memory:", prot: 0 } as never),
+      "prot",
+      "port",
+    ],
+    [
+      "runAgent",
+      () =>
+        status.runAgent(
+          { dashboardURL: "http://127.0.0.1:9", agentId: "web-1", fetch } as never,
+          new AbortController().signal,
+        ),
+      "dashboardURL",
+      "dashboardUrl",
+    ],
+    [
+      "runAgent's exec",
+      () =>
+        status.runAgent(
+          {
+            dashboardUrl: "http://127.0.0.1:9",
+            agentId: "web-1",
+            fetch,
+            exec: { cgroup: false },
+          } as never,
+          new AbortController().signal,
+        ),
+      "cgroup",
+      "cgroups",
+    ],
+    [
+      "runCommand",
+      () => status.runCommand("echo hi", { policy, timoutSecs: 1 } as never),
+      "timoutSecs",
+      "timeoutSecs",
+    ],
+    [
+      "CommandRunner",
+      () => new status.CommandRunner({ policy, timeoutSecs: 1 } as never),
+      "timeoutSecs",
+      "maxTimeoutSecs",
+    ],
+    [
+      "CommandRunner's run",
+      () => new status.CommandRunner({ policy }).run("echo hi", { cwd: "/tmp" } as never),
+      "cwd",
+      "",
+    ],
+    [
+      "createPolicy",
+      () => status.createPolicy({ alowedPrograms: ["echo"] } as never),
+      "alowedPrograms",
+      "allowedPrograms",
+    ],
+    ["Sandbox.create", () => status.Sandbox.create({ usr: "nobody" } as never), "usr", "user"],
+    [
+      "OperatorClient",
+      () => new status.OperatorClient({ dashboardUrl: "http://x", admin_token: "t" } as never),
+      "admin_token",
+      "adminToken",
+    ],
+    ["enqueue", () => client.enqueue({ agentId: "web-1", nme: "echo hi" } as never), "nme", "name"],
+    ["listCommands", () => client.listCommands({ agent: "web-1" } as never), "agent", "agentId"],
+    [
+      "addAgent",
+      () => client.addAgent("web-2", { scope: ["commands:wait"] } as never),
+      "scope",
+      "scopes",
+    ],
+    ["waitForFinal", () => client.waitForFinal("c1", { timeoutMs: 5 } as never), "timeoutMs", ""],
+    [
+      "followCommand",
+      () => status.followCommand(client, "c1", { onStatsu: () => {} } as never),
+      "onStatsu",
+      "onStatus",
+    ],
+    [
+      "checkHealth",
+      () => status.checkHealth({ dashboardUrl: "http://127.0.0.1:9", fetch, timeout: 5 } as never),
+      "timeout",
+      "timeoutMs",
+    ],
+    [
+      "waitForRun",
+      () => status.waitForRun(client, "r1", { interval: 5 } as never),
+      "interval",
+      "intervalMs",
+    ],
+    ["listRuns", () => status.listRuns(client, { opne: true } as never), "opne", "open"],
+  ];
+  for (const [what, call, key, meant] of cases) {
+    const hint = meant === "" ? "" : ` \\(did you mean "${meant}"\\?\\)`;
+    await refuses(
+      call,
+      TypeError,
+      new RegExp(`^${RegExp.escape(what)} has no option "${key}"${hint}$`),
+    );
+  }
+  assert.equal(sent, 0, "no request was sent");
+});
+
+Deno.test("a flag that is not a boolean, or a signal that is not an AbortSignal, is refused naming it", async () => {
+  // "false" is truthy: acceptV1Signatures: "false" accepted v1 signatures, liveOutput: "false"
+  // streamed; a signal of the wrong kind failed inside AbortSignal.any once the request began.
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  const agent = { dashboardUrl: "http://127.0.0.1:9", agentId: "web-1", fetch };
+  const client = new status.OperatorClient({ dashboardUrl: "http://127.0.0.1:9", fetch } as never);
+  const cases: Array<[() => unknown, string]> = [
+    [
+      () =>
+        status.startServer(
+          { ...PLENTY, port: 0, db: ":memory:", acceptV1Signatures: "false" } as never,
+        ),
+      'acceptV1Signatures must be true or false, got "false"',
+    ],
+    [
+      () =>
+        status.startServer(
+          { ...PLENTY, port: 0, db: ":memory:", waitRequireSignature: 1 } as never,
+        ),
+      "waitRequireSignature must be true or false, got 1",
+    ],
+    [
+      () =>
+        status.runAgent({ ...agent, liveOutput: "false" } as never, new AbortController().signal),
+      'liveOutput must be true or false, got "false"',
+    ],
+    [
+      () => status.runAgent({ ...agent, heartbeat: "no" } as never, new AbortController().signal),
+      'heartbeat must be true or false, got "no"',
+    ],
+    [
+      () =>
+        status.runAgent(
+          { ...agent, exec: { cgroups: "no" } } as never,
+          new AbortController().signal,
+        ),
+      'exec.cgroups must be true or false, got "no"',
+    ],
+    [
+      () => status.runAgent({ ...agent, stopNow: "now" } as never, new AbortController().signal),
+      "stopNow must be an AbortSignal (abort it to stop at once), got now",
+    ],
+    [
+      () => status.Sandbox.create({ cgroups: "yes" } as never),
+      'cgroups must be true or false, got "yes"',
+    ],
+    [
+      () => client.enqueue({ agentId: "web-1", name: "echo hi", signal: 5 } as never),
+      "signal must be an AbortSignal, got 5",
+    ],
+    [
+      () => client.addAgent("web-2", { signal: {} } as never),
+      "signal must be an AbortSignal, got {}",
+    ],
+    [
+      () => client.waitForFinal("c1", { onProgress: 5 } as never),
+      "onProgress must be a function, got 5",
+    ],
+    [
+      () => client.waitForFinal("c1", null as never),
+      "waitForFinal's options must be an object, got null",
+    ],
+  ];
+  for (const [call, message] of cases) {
+    await refuses(call, TypeError, new RegExp(`^${RegExp.escape(message)}$`));
+  }
+  assert.equal(sent, 0, "no request was sent");
+});
+
+Deno.test('an empty or malformed token is refused, never quoted, not taken as "no token"', async () => {
+  // startServer's adminToken "" ran the dashboard in dev mode, its operator API open; runAgent's
+  // agentToken "" sent every request unsigned (logged as signed), and a short one was refused by
+  // the dashboard on every request.
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  await refuses(
+    () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", adminToken: "" }),
+    RangeError,
+    /^adminToken must be 16 to 1024 printable ASCII characters, without spaces$/,
+  );
+  for (
+    const [agentToken, shown] of [["", "0 characters"], ["hunter2", "7 characters"], [
+      42,
+      "number",
+    ]] as const
+  ) {
+    await refuses(
+      () =>
+        status.runAgent(
+          { dashboardUrl: "http://127.0.0.1:9", agentId: "web-1", agentToken, fetch } as never,
+          new AbortController().signal,
+        ),
+      TypeError,
+      new RegExp(
+        "^agentToken must be 16 to 1024 printable ASCII characters, without spaces \\(leave it " +
+          `out for a dashboard in dev mode\\), got ${shown}$`,
+      ),
+    );
+  }
+  assert.equal(sent, 0, "no request was sent");
+});
+
+Deno.test("an option given as null is refused, not taken for a missing one", async () => {
+  // `port: null` listened on port 5000, `pollingTimeoutSecs: null` took 30, without a word.
+  let sent = 0;
+  const fetch = () => {
+    sent++;
+    return Promise.reject(new Error("sent"));
+  };
+  const message = (name: string) =>
+    new RegExp(`^${name} must be left out \\(undefined\\) for its default, not null$`);
+  await refuses(
+    () => status.startServer({ ...PLENTY, db: ":memory:", port: null } as never),
+    TypeError,
+    message("port"),
+  );
+  await refuses(
+    () => status.startServer({ ...PLENTY, port: 0, db: ":memory:", ackTimeoutSecs: null } as never),
+    TypeError,
+    message("ackTimeoutSecs"),
+  );
+  await refuses(
+    () =>
+      status.runAgent(
+        {
+          dashboardUrl: "http://127.0.0.1:9",
+          agentId: "web-1",
+          fetch,
+          pollingTimeoutSecs: null,
+        } as never,
+        new AbortController().signal,
+      ),
+    TypeError,
+    message("pollingTimeoutSecs"),
+  );
+  assert.throws(
+    () => new status.OperatorClient({ dashboardUrl: "http://x", requestTimeoutMs: null } as never),
+    {
+      name: "TypeError",
+      message: "requestTimeoutMs must be left out (undefined) for its default, not null",
+    },
+  );
+  assert.equal(sent, 0, "no request was sent");
+});
+
+Deno.test("runCommand and CommandRunner refuse a cwd that is not a directory path, starting nothing", async () => {
+  // Each command was run and failed as `working directory "42" does not exist`.
+  const policy = status.createPolicy({ allowedPrograms: ["echo"] });
+  for (const [cwd, shown] of [[42, "42"], ["", '""'], [" ", '" "']] as const) {
+    const message = new RegExp(
+      `^cwd must be a directory path \\(or left out for the caller's\\), got ${
+        RegExp.escape(shown)
+      }$`,
+    );
+    await refuses(
+      () => status.runCommand("echo hi", { policy, cwd: cwd as never }),
+      TypeError,
+      message,
+    );
+    await refuses(
+      () => new status.CommandRunner({ policy, cwd: cwd as never }),
+      TypeError,
+      message,
+    );
+  }
+});
+
+Deno.test("startServer refuses a db of only spaces, and OperatorClient an adminToken that is not a string", async () => {
+  // db " " made a SQLite file named " " in the working directory; adminToken 42 went out as
+  // "Bearer 42".
+  await refuses(
+    () => status.startServer({ ...PLENTY, port: 0, db: "  " }),
+    TypeError,
+    /^db must be a SQLite file path or a postgres:\/\/ URL, got " {2}"$/,
+  );
+  assert.throws(() => Deno.statSync("  "), Deno.errors.NotFound);
+  assert.throws(
+    () => new status.OperatorClient({ dashboardUrl: "http://x", adminToken: 42 as never }),
+    { name: "TypeError", message: "adminToken must be a string, got number" },
+  );
+});

@@ -193,6 +193,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
     protectedPaths,
   });
+  const extraEnv = envFromAssignments(options.commandEnv ?? []);
   const sandbox = options.confine === false ? undefined : Sandbox.create({
     user: options.user,
     cwd: options.cwd,
@@ -201,17 +202,24 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
     protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
   });
-  const extraEnv = envFromAssignments(options.commandEnv ?? []);
-  const runner = new CommandRunner({
-    policy,
-    defaultTimeoutSecs: options.defaultTimeoutSecs,
-    maxTimeoutSecs: options.maxTimeoutSecs,
-    cwd: options.cwd,
-    extraEnv,
-    secretValues: options.secretValues ?? [],
-    sandbox,
-    clock: options.clock,
-  });
+  let runner: CommandRunner;
+  try {
+    runner = new CommandRunner({
+      policy,
+      defaultTimeoutSecs: options.defaultTimeoutSecs,
+      maxTimeoutSecs: options.maxTimeoutSecs,
+      cwd: options.cwd,
+      extraEnv,
+      secretValues: options.secretValues ?? [],
+      sandbox,
+      clock: options.clock,
+    });
+  } catch (error) {
+    // The sandbox made this agent's cgroup directories (and its pids group): a refused start
+    // (an extra variable a program loads code from, a deadline out of range) left them behind.
+    void sandbox?.close();
+    throw error;
+  }
   return {
     describe: () => runner.sandbox.describe(policy.allowedPrograms),
     warnings: () => [

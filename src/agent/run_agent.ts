@@ -23,6 +23,7 @@ import {
   AGENT_ID_RULE,
   DEPLOYMENT_HASH_PATTERN,
   DEPLOYMENT_HASH_RULE,
+  INSTANCE_ID_PATTERN,
   labelsSchema,
 } from "../protocol/mod.ts";
 import type { PollBackoffOptions } from "./backoff.ts";
@@ -41,6 +42,7 @@ import { recover } from "./recovery.ts";
 import { ResultReporter } from "./result_reporter.ts";
 import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import { VERSION } from "../version.ts";
+import { checkFlag, checkNoNulls, checkOptionNames, type OptionNames } from "../options.ts";
 import { stateInstanceId } from "./instance.ts";
 
 /** Options of {@link runAgent}: the agent settings plus injectables. */
@@ -49,7 +51,10 @@ export interface AgentOptions {
   dashboardUrl: string;
   /** This agent's id (`AGENT_ID`). */
   agentId: string;
-  /** This agent's token (`AGENT_TOKEN`); without it requests are unsigned (dev mode). */
+  /**
+   * This agent's token (`AGENT_TOKEN`): 16 to 1024 printable ASCII characters, without spaces.
+   * Without it requests are unsigned (dev mode).
+   */
   agentToken?: string;
   /**
    * The deployment this agent serves (`DEPLOYMENT_HASH`).
@@ -166,6 +171,55 @@ export interface AgentRunSummary {
   durable: boolean;
 }
 
+/** Every option of {@link runAgent}. */
+const AGENT_OPTIONS: OptionNames<AgentOptions> = {
+  dashboardUrl: true,
+  agentId: true,
+  agentToken: true,
+  deploymentHash: true,
+  labels: true,
+  pollingTimeoutSecs: true,
+  pollingBackoffSecs: true,
+  pollingBackoffMaxSecs: true,
+  shutdownGraceSecs: true,
+  metricsIntervalSecs: true,
+  metricsWebhook: true,
+  heartbeat: true,
+  heartbeatOptions: true,
+  stateDir: true,
+  state: true,
+  executor: true,
+  exec: true,
+  stopNow: true,
+  fetch: true,
+  clock: true,
+  retryDelayMs: true,
+  instanceId: true,
+  liveOutput: true,
+  liveOutputOptions: true,
+  metrics: true,
+  metricsPort: true,
+  onStarted: true,
+};
+
+/** Every option of {@link AgentOptions.exec}. */
+const EXEC_OPTIONS: OptionNames<ExecutorOptions> = {
+  allowedPrograms: true,
+  allowedPathPrefixes: true,
+  defaultTimeoutSecs: true,
+  maxTimeoutSecs: true,
+  commandEnv: true,
+  cwd: true,
+  user: true,
+  maxProcesses: true,
+  stateDir: true,
+  protectedPaths: true,
+  confine: true,
+  cgroups: true,
+  secretValues: true,
+  clock: true,
+};
+
 const log = logger("agent");
 const pollLog = logger("agent", "poll");
 
@@ -193,6 +247,20 @@ function checkIdentity(options: AgentOptions): void {
       `deploymentHash must be ${DEPLOYMENT_HASH_RULE}, got ${JSON.stringify(deploymentHash)}`,
     );
   }
+  const { agentToken } = options;
+  if (
+    agentToken !== undefined &&
+    (typeof agentToken !== "string" || !/^[\x21-\x7e]{16,1024}$/.test(agentToken))
+  ) {
+    // Never quoted: a secret. "" sent every request unsigned, logged as signed; a short one was
+    // refused by the dashboard on every request.
+    throw new TypeError(
+      "agentToken must be 16 to 1024 printable ASCII characters, without spaces (leave it out " +
+        `for a dashboard in dev mode), got ${
+          typeof agentToken === "string" ? `${agentToken.length} characters` : typeof agentToken
+        }`,
+    );
+  }
   const url = URL.parse(String(options.dashboardUrl));
   if (options.agentToken && url && (url.username || url.password)) {
     throw new TypeError(
@@ -210,6 +278,22 @@ function checkIdentity(options: AgentOptions): void {
       );
     }
   }
+  // Sent as X-Agent-Instance with every request: one the dashboard refuses (`a b`) made every
+  // wait a 400, one with a line break failed inside fetch, and "" was sent as no instance.
+  const { instanceId } = options;
+  if (
+    instanceId !== undefined &&
+    (typeof instanceId !== "string" || !INSTANCE_ID_PATTERN.test(instanceId))
+  ) {
+    throw new TypeError(
+      `instanceId must be 1–128 characters of A-Z a-z 0-9 . _ : -, got ${
+        JSON.stringify(instanceId) ?? String(instanceId)
+      }`,
+    );
+  }
+  // Before anything is made: a number here failed as "value.trim is not a function", and a
+  // malformed one only once the state directory was taken.
+  if (options.metricsPort !== undefined) parseListenAddress(options.metricsPort, "metricsPort");
   if (options.labels !== undefined) {
     const labels = labelsSchema.safeParse(options.labels);
     if (!labels.success) {
@@ -227,12 +311,14 @@ function checkIdentity(options: AgentOptions): void {
  * @param options Settings and injectables.
  * @param signal Stops the agent.
  * @returns What the agent did.
- * @throws {TypeError} When `options` is not an object, `signal` not an `AbortSignal` or
- *   `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
+ * @throws {TypeError} When `options` (or `exec`) is not an object or has a key that is not one of
+ *   its options or is `null`, `agentToken` is not 16 to 1024 printable ASCII characters without spaces, `signal` or `stopNow` is not an `AbortSignal`, `heartbeat`, `liveOutput`,
+ *   `exec.confine` or `exec.cgroups` not a boolean, or `stateDir` not a directory path; when the dashboard would refuse every request (an `agentId`,
  *   `deploymentHash` or `labels` against the protocol's rules, a `dashboardUrl` that is not
  *   http(s), holds a control character or a space inside, or one with a user name or password beside an `agentToken`); or when a
- *   `metricsWebhook` is not http(s).
- * @throws {RangeError} On an out-of-range option.
+ *   `metricsWebhook` is not http(s), `metricsPort` not a string, or `instanceId` not 1–128 characters of A-Z a-z 0-9 . _ : -.
+ * @throws {RangeError} On an out-of-range option, or a `metricsPort` that is not `PORT` or
+ *   `HOST:PORT`.
  * @throws {Error} When the state directory cannot be used or written.
  *
  * @example Run one command from a dashboard, then stop
@@ -266,6 +352,23 @@ export async function runAgent(
       `runAgent's signal must be an AbortSignal (abort it to stop the agent), got ${
         String(signal)
       }`,
+    );
+  }
+  checkOptionNames("runAgent", options, AGENT_OPTIONS);
+  checkNoNulls(options);
+  if (options.exec !== undefined) {
+    if (options.exec === null || typeof options.exec !== "object") {
+      throw new TypeError(`exec must be an object, got ${JSON.stringify(options.exec)}`);
+    }
+    checkOptionNames("runAgent's exec", options.exec, EXEC_OPTIONS);
+    checkFlag("exec.confine", options.exec.confine);
+    checkFlag("exec.cgroups", options.exec.cgroups);
+  }
+  checkFlag("heartbeat", options.heartbeat);
+  checkFlag("liveOutput", options.liveOutput);
+  if (options.stopNow !== undefined && !(options.stopNow instanceof AbortSignal)) {
+    throw new TypeError(
+      `stopNow must be an AbortSignal (abort it to stop at once), got ${String(options.stopNow)}`,
     );
   }
   checkIdentity(options);

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { checkOptionNames } from "../options.ts";
 import type { Checked } from "./parse.ts";
 import { isGranted } from "../permissions.ts";
 
@@ -593,7 +594,8 @@ function splitList(name: string, value: readonly string[] | string): string[] {
  *
  * @param input Allowed programs and prefixes; missing ones take the defaults.
  * @returns The policy, without duplicates, prefixes normalised (no trailing `/`).
- * @throws {TypeError} When a program is neither a bare name nor an absolute path, or a prefix is
+ * @throws {TypeError} When `input` has a key that is not one of its options, a program is neither
+ * a bare name nor an absolute path, or a prefix is
  * not an absolute path, or either contains a `..` segment, or a list is neither an array of
  * strings nor a comma-separated string; the message quotes the value.
  *
@@ -610,6 +612,12 @@ export function createPolicy(input: PolicyInput = {}): ExecPolicy {
   if (input === null || typeof input !== "object") {
     throw new TypeError(`createPolicy's input must be an object, got ${JSON.stringify(input)}`);
   }
+  checkOptionNames("createPolicy", input, {
+    allowedPrograms: true,
+    allowedPathPrefixes: true,
+    extraPrograms: true,
+    protectedPaths: true,
+  });
   const programs = [
     ...splitList("allowedPrograms", input.allowedPrograms ?? DEFAULT_ALLOWED_PROGRAMS),
     ...splitList("extraPrograms", input.extraPrograms ?? []),

@@ -32,6 +32,7 @@ import {
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
 import { type Clock, systemClock, type TimerId } from "../clock.ts";
 import { ownUid } from "../own_files.ts";
+import { checkOptionNames, type OptionNames } from "../options.ts";
 
 const log = logger("exec");
 
@@ -280,8 +281,8 @@ function checkPolicyShape(policy: ExecPolicy): void {
  * @param options Policy, deadline, working directory, environment and cancellation.
  * @returns The result.
  * @throws {RangeError} When a numeric option is out of range.
- * @throws {TypeError} When `name` is not a string, the options not an object, the policy not an
- *   {@link ExecPolicy}, or an extra environment variable is invalid or holds an agent secret.
+ * @throws {TypeError} When `name` is not a string, the options not an object or one of their keys
+ *   not an option, the policy not an {@link ExecPolicy}, `cwd` not a directory path, or an extra environment variable is invalid or holds an agent secret.
  *
  * @example Running and refusing
  * ```ts
@@ -298,8 +299,48 @@ function checkPolicyShape(policy: ExecPolicy): void {
  * ```
  */
 export async function runCommand(name: string, options: RunOptions): Promise<ExecResult> {
-  return await new CommandRunner(options).run(name, options);
+  if (options === null || typeof options !== "object") {
+    return await new CommandRunner(options).run(name, options);
+  }
+  checkOptionNames("runCommand", options, { ...RUNNER_OPTIONS, ...COMMAND_OPTIONS });
+  const runnerOptions: Record<string, unknown> = {};
+  const commandOptions: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(options)) {
+    (Object.hasOwn(RUNNER_OPTIONS, key) ? runnerOptions : commandOptions)[key] = value;
+  }
+  return await new CommandRunner(runnerOptions as unknown as RunnerOptions).run(
+    name,
+    commandOptions as CommandOptions,
+  );
 }
+
+/** Every option of {@link CommandRunner}. */
+const RUNNER_OPTIONS: OptionNames<RunnerOptions> = {
+  policy: true,
+  defaultTimeoutSecs: true,
+  maxTimeoutSecs: true,
+  cwd: true,
+  extraEnv: true,
+  secretValues: true,
+  cancelGraceMs: true,
+  drainMs: true,
+  removalWaitMs: true,
+  killWaitMs: true,
+  capture: true,
+  readEnv: true,
+  sandbox: true,
+  clock: true,
+};
+
+/** Every option of {@link CommandRunner.run}. */
+const COMMAND_OPTIONS: OptionNames<CommandOptions> = {
+  timeoutSecs: true,
+  signal: true,
+  onWarning: true,
+  onOutput: true,
+  onSpawn: true,
+  onExit: true,
+};
 
 /**
  * Runs many commands under the same settings, doing once what does not depend on the command:
@@ -338,7 +379,8 @@ export class CommandRunner {
    * @param options The settings shared by its commands.
    * @throws {RangeError} When a deadline, the cancel grace, the drain or the kill wait is not a
    *   valid number.
-   * @throws {TypeError} When the options are not an object, the policy not an {@link ExecPolicy},
+   * @throws {TypeError} When the options are not an object or one of their keys not an option, the
+   *   policy not an {@link ExecPolicy}, `cwd` not a directory path,
    *   the sandbox not a {@link Sandbox}, or an extra environment variable is invalid, holds a
    *   secret, is one a program loads code from (`LD_PRELOAD`, `BASH_ENV`, `PYTHONPATH`), or is
    *   one an allowed program reads as options (`TAR_OPTIONS` while tar may run, a `GZIP` beyond
@@ -348,11 +390,22 @@ export class CommandRunner {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with a policy, got ${String(options)}`);
     }
+    checkOptionNames("CommandRunner", options, RUNNER_OPTIONS);
     checkPolicyShape(options.policy);
     if (options.sandbox !== undefined && !(options.sandbox instanceof Sandbox)) {
       // Each command failed with "this[#sandbox].open is not a function".
       throw new TypeError(
         `sandbox must be a Sandbox (Sandbox.create), got ${shownValue(options.sandbox)}`,
+      );
+    }
+    if (
+      options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd.trim() === "")
+    ) {
+      // Each command failed as `working directory "42" does not exist`, and "" ran nowhere.
+      throw new TypeError(
+        `cwd must be a directory path (or left out for the caller's), got ${
+          shownValue(options.cwd)
+        }`,
       );
     }
     checkPositive("defaultTimeoutSecs", options.defaultTimeoutSecs);
@@ -427,7 +480,8 @@ export class CommandRunner {
    * @param name The command line (a delivered command's `name`).
    * @param command Its deadline, cancellation and callbacks.
    * @returns The result; never rejects for anything the command line or the program does.
-   * @throws {TypeError} When `name` is not a string, `command` not an object, its `signal` not an
+   * @throws {TypeError} When `name` is not a string, `command` not an object or one of its keys not
+   *   an option, its `signal` not an
    *   `AbortSignal` or a handler not a function (nothing is started).
    * @throws {RangeError} When `timeoutSecs` is not a positive number.
    */
@@ -438,6 +492,7 @@ export class CommandRunner {
     if (command === null || typeof command !== "object") {
       throw new TypeError(`the command's options must be an object, got ${String(command)}`);
     }
+    checkOptionNames("CommandRunner's run", command, COMMAND_OPTIONS);
     // Checked before the spawn: found after it, the process was left running.
     if (command.signal !== undefined && !(command.signal instanceof AbortSignal)) {
       throw new TypeError(`signal must be an AbortSignal, got ${shownValue(command.signal)}`);

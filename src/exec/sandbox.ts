@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { checkFlag, checkOptionNames } from "../options.ts";
 import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
 import { DEFAULT_COMMAND_MAX_PROCESSES } from "../defaults.ts";
@@ -1141,13 +1142,25 @@ export class Sandbox {
    *
    * @param options The settings.
    * @returns The sandbox.
-   * @throws {TypeError} When `options` is not an object, `COMMAND_USER` is unknown or
+   * @throws {TypeError} When `options` is not an object or has a key that is not one of its
+   *   options, `cgroups` is not a boolean, `COMMAND_USER` is unknown or
    *   `COMMAND_CWD` is or holds a protected directory.
    */
   static create(options: SandboxOptions = {}): Sandbox {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`Sandbox.create's options must be an object, got ${String(options)}`);
     }
+    checkOptionNames("Sandbox.create", options, {
+      user: true,
+      cwd: true,
+      workRoot: true,
+      cgroups: true,
+      maxProcesses: true,
+      tag: true,
+      protectedDirs: true,
+      agentUid: true,
+    });
+    checkFlag("cgroups", options.cgroups);
     const maxProcesses = options.maxProcesses ?? DEFAULT_COMMAND_MAX_PROCESSES;
     if (!Number.isSafeInteger(maxProcesses) || maxProcesses < 0 || maxProcesses > MAX_PIDS_LIMIT) {
       throw new RangeError(

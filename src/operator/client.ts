@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { sleepOrThrow } from "../clock.ts";
+import { sleepOrThrow, timeoutSignal } from "../clock.ts";
+import { checkNoNulls, checkOptionNames, checkSignal } from "../options.ts";
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { z } from "zod";
 import {
@@ -423,7 +424,8 @@ export class OperatorClient {
    * Makes a client; no request is sent until a method is called.
    *
    * @param options Where the dashboard is and how to authenticate.
-   * @throws {TypeError} When `options` is not an object, the URL is not an http(s) URL, holds a
+   * @throws {TypeError} When `options` is not an object or has a key that is not one of its
+   *   options or is `null`, `adminToken` is not a string, the URL is not an http(s) URL, holds a
    *   control character or a space inside, or a user name or password beside an admin token, the
    *   timeout is not a finite number above 0, or `maxRateLimitRetries` is not a whole number of at
    *   least 0.
@@ -433,6 +435,21 @@ export class OperatorClient {
       throw new TypeError(
         `OperatorClient's options must be an object with a dashboardUrl, got ${String(options)}`,
       );
+    }
+    checkOptionNames("OperatorClient", options, {
+      dashboardUrl: true,
+      adminToken: true,
+      requestTimeoutMs: true,
+      fetch: true,
+      maxRateLimitRetries: true,
+      maxAnswerBytes: true,
+      sleep: true,
+      noAdminTokenReason: true,
+    });
+    checkNoNulls(options);
+    if (options.adminToken !== undefined && typeof options.adminToken !== "string") {
+      // Never quoted: a secret. 42 was sent as "Bearer 42".
+      throw new TypeError(`adminToken must be a string, got ${typeof options.adminToken}`);
     }
     let url: URL;
     try {
@@ -509,6 +526,14 @@ export class OperatorClient {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`enqueue's options must be an object, got ${shownValue(options)}`);
     }
+    checkOptionNames("enqueue", options, {
+      agentId: true,
+      name: true,
+      id: true,
+      params: true,
+      signal: true,
+    });
+    checkSignal("signal", options.signal);
     const { agentId } = options;
     if (typeof agentId !== "string" || !AGENT_ID_PATTERN.test(agentId)) {
       throw new TypeError(`agentId must be ${AGENT_ID_RULE}, got ${JSON.stringify(agentId)}`);
@@ -571,6 +596,17 @@ export class OperatorClient {
    * @throws {OperatorError} As {@link OperatorClient.listCommands}.
    */
   async listCommandsPage(options: ListOptions = {}): Promise<CommandPage> {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`listCommands' options must be an object, got ${shownValue(options)}`);
+    }
+    checkOptionNames("listCommands", options, {
+      agentId: true,
+      status: true,
+      limit: true,
+      before: true,
+      signal: true,
+    });
+    checkSignal("signal", options.signal);
     const query = new URLSearchParams();
     if (options.agentId) query.set("agent_id", options.agentId);
     if (options.status) query.set("status", options.status);
@@ -653,6 +689,8 @@ export class OperatorClient {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`addAgent's options must be an object, got ${shownValue(options)}`);
     }
+    checkOptionNames("addAgent", options, { scopes: true, signal: true });
+    checkSignal("signal", options.signal);
     const scopes = checkScopes(options.scopes);
     let body: unknown;
     try {
@@ -814,6 +852,20 @@ export class OperatorClient {
    */
   async waitForFinal(id: string, options: WaitForFinalOptions = {}): Promise<CommandRecord> {
     checkCommandId(id);
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`waitForFinal's options must be an object, got ${shownValue(options)}`);
+    }
+    checkOptionNames("waitForFinal", options, {
+      signal: true,
+      onProgress: true,
+      initialIntervalMs: true,
+      maxIntervalMs: true,
+      maxOutageMs: true,
+    });
+    checkSignal("signal", options.signal);
+    if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
+      throw new TypeError(`onProgress must be a function, got ${shownValue(options.onProgress)}`);
+    }
     const initial = checkMs("initialIntervalMs", options.initialIntervalMs ?? 200, 1);
     const max = Math.max(initial, checkMs("maxIntervalMs", options.maxIntervalMs ?? 1000, 1));
     const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
@@ -989,7 +1041,7 @@ export class OperatorClient {
       payload = JSON.stringify(options.body);
       headers["Content-Type"] = "application/json";
     }
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const timeout = timeoutSignal(this.#timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     let response: Response;
     let text: string;

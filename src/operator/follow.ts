@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { checkOptionNames, checkSignal } from "../options.ts";
 import { abortableSleep as sleep } from "../clock.ts";
 import { ANY_COMMAND_ID_PATTERN, fromBase64, relevantIssues } from "../protocol/mod.ts";
 import { redactUrl } from "../log/redact.ts";
@@ -232,6 +233,15 @@ export async function followCommand(
   if (options === null || typeof options !== "object") {
     throw new TypeError(`followCommand's options must be an object, got ${String(options)}`);
   }
+  checkOptionNames("followCommand", options, {
+    signal: true,
+    maxOutageMs: true,
+    idleTimeoutMs: true,
+    onStatus: true,
+    onOutput: true,
+    onReconnect: true,
+  });
+  checkSignal("signal", options.signal);
   const signal = options.signal;
   const maxOutageMs = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
   const idleMs = checkMs("idleTimeoutMs", options.idleTimeoutMs ?? 45_000, 1);

@@ -13,6 +13,8 @@ import {
   PATHS,
   signedHeaders,
 } from "../protocol/mod.ts";
+import { timeoutSignal } from "../clock.ts";
+import { checkOptionNames } from "../options.ts";
 import { redactUrl } from "../log/redact.ts";
 import { describeFetchFailure } from "../fetch_failure.ts";
 import { readBodyBounded } from "../read_bounded.ts";
@@ -179,6 +181,14 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   if (options === null || typeof options !== "object") {
     throw new TypeError(`checkHealth's options must be an object, got ${String(options)}`);
   }
+  checkOptionNames("checkHealth", options, {
+    dashboardUrl: true,
+    adminToken: true,
+    agentId: true,
+    agentToken: true,
+    fetch: true,
+    timeoutMs: true,
+  });
   if (
     !URL.canParse(options.dashboardUrl) || !/^https?:$/.test(new URL(options.dashboardUrl).protocol)
   ) {
@@ -212,7 +222,7 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
   // Redirects are not followed, as the agent follows none: a signed ping or the admin token is
   // not sent where one leads, and a check is not passed by another server's answer.
   const get = (path: string, headers: Record<string, string> = {}) =>
-    doFetch(base + path, { headers, redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
+    doFetch(base + path, { headers, redirect: "manual", signal: timeoutSignal(timeoutMs) });
 
   let health: Record<string, unknown>;
   let offset: number | null = null;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { checkOptionNames, checkSignal } from "../options.ts";
 import { z } from "zod";
 import { sleepOrThrow } from "../clock.ts";
 import { relevantIssues, shownValue, visibleText } from "../protocol/mod.ts";
@@ -240,6 +241,8 @@ export async function listRuns(
 ): Promise<Array<Omit<RunView, "agents">>> {
   checkCall("listRuns", client);
   checkObject("listRuns", "options", options);
+  checkOptionNames("listRuns", options, { open: true, limit: true, signal: true });
+  checkSignal("signal", options.signal);
   const query = new URLSearchParams();
   if (options.open) query.set("open", "1");
   if (options.limit !== undefined) query.set("limit", String(options.limit));
@@ -402,6 +405,14 @@ export async function waitForRun(
 ): Promise<RunAnswer> {
   checkCall("waitForRun", client, id);
   checkObject("waitForRun", "options", options);
+  checkOptionNames("waitForRun", options, {
+    signal: true,
+    onProgress: true,
+    intervalMs: true,
+    maxOutageMs: true,
+    clock: true,
+  });
+  checkSignal("signal", options.signal);
   const interval = checkMs("intervalMs", options.intervalMs ?? 500, 1);
   const maxOutage = checkMs("maxOutageMs", options.maxOutageMs ?? 60_000, 0);
   // On the monotonic clock: a wall clock stepped forward is no outage.

@@ -18,6 +18,7 @@ import { MAX_BODY_BYTES, MAX_TTL_SECS } from "../protocol/mod.ts";
 import type { CommandStore, OutputBounds } from "../store/mod.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { waitCap } from "./wait_cap.ts";
+import { checkFlag } from "../options.ts";
 
 /** The dashboard's settings: options of the app `startServer` serves (see `ServeOptions`). */
 export interface AppOptions {
@@ -30,7 +31,10 @@ export interface AppOptions {
    * @default {false}
    */
   devMode?: boolean;
-  /** `STATUS_ADMIN_TOKEN`; required unless `devMode`. */
+  /**
+   * `STATUS_ADMIN_TOKEN`: 16 to 1024 printable ASCII characters, without spaces. Without it the
+   * dashboard runs in dev mode, unless an agent has a token.
+   */
   adminToken?: string;
   /**
    * @internal The clock (ms); tests inject one so that leases, skew and rate limits need no real waiting.
@@ -106,7 +110,8 @@ export interface AppOptions {
    */
   replayCacheSize?: number;
   /**
-   * Lifetime of a session of the web console, in seconds.
+   * Lifetime of a session of the web console, in seconds: a whole number from 60 to 2,592,000
+   * (30 days).
    * @default {43200}
    */
   consoleSessionTtlSecs?: number;
@@ -219,6 +224,9 @@ export interface AppSettings {
  */
 export const MAX_OPEN_COMMANDS_FOR_AGENT_ENQUEUE = 1000;
 
+/** The longest `consoleSessionTtlSecs`: 30 days. */
+const MAX_CONSOLE_SESSION_TTL_SECS = 30 * 86_400;
+
 /** The most days `resultRetentionDays` may be: ten years. */
 export const MAX_RESULT_RETENTION_DAYS = 3650;
 
@@ -248,7 +256,7 @@ function wholeDays(value: number): number {
  * @throws {RangeError} When a limit is out of range, or the admin token is not one a request can
  *   carry.
  */
-export function resolveAppOptions(options: AppOptions): AppSettings {
+export function resolveAppOptions(options: Omit<AppOptions, "store">): AppSettings {
   const devMode = options.devMode ?? false;
   if (devMode && options.adminToken) {
     throw new TypeError("devMode and adminToken exclude each other: an admin token ends dev mode");
@@ -258,9 +266,25 @@ export function resolveAppOptions(options: AppOptions): AppSettings {
   }
   // What `Authorization: Bearer <token>` can carry, as STATUS_ADMIN_TOKEN is checked: a token
   // with a space or a control character would be refused on every request.
-  if (options.adminToken && !/^[\x21-\x7e]{16,1024}$/.test(options.adminToken)) {
+  // "" too: it was taken as no token, so the dashboard ran in dev mode, its operator API open.
+  if (options.adminToken !== undefined && !/^[\x21-\x7e]{16,1024}$/.test(options.adminToken)) {
     throw new RangeError(
       "adminToken must be 16 to 1024 printable ASCII characters, without spaces",
+    );
+  }
+  // "false" is truthy: it turned on what it meant to turn off (v1 signatures accepted).
+  checkFlag("waitRequireSignature", options.waitRequireSignature);
+  checkFlag("acceptV1Signatures", options.acceptV1Signatures);
+  checkFlag("autoExpireLeases", options.autoExpireLeases);
+  // Checked by the console's session keeper too, which named it "ttlSecs".
+  const sessionTtl = options.consoleSessionTtlSecs;
+  if (
+    sessionTtl !== undefined &&
+    (!Number.isInteger(sessionTtl) || sessionTtl < 60 || sessionTtl > MAX_CONSOLE_SESSION_TTL_SECS)
+  ) {
+    throw new RangeError(
+      `consoleSessionTtlSecs must be a whole number from 60 to ${MAX_CONSOLE_SESSION_TTL_SECS}, ` +
+        `got ${sessionTtl}`,
     );
   }
   return {

@@ -17,7 +17,7 @@ import {
   StoreError,
 } from "../store/mod.ts";
 import { createApp, type DashboardApp } from "./app.ts";
-import type { AppOptions } from "./app_options.ts";
+import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import {
   checkAddressFree,
   type HttpListener,
@@ -32,6 +32,7 @@ import {
 } from "../metrics_server.ts";
 import { directHandlerOf } from "./http_app.ts";
 import { checkTlsPair } from "./tls.ts";
+import { checkNoNulls, checkOptionNames, type OptionNames } from "../options.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions extends Omit<AppOptions, "store" | "devMode"> {
@@ -177,6 +178,47 @@ function addAgentCommand(options: ServeOptions): string {
     /^postgres(ql)?:/i.test(db) ? "<its postgres:// URL>" : db
   }`;
 }
+
+/** Every option of {@link startServer}. */
+const SERVE_OPTIONS: OptionNames<ServeOptions> = {
+  adminToken: true,
+  clock: true,
+  ackTimeoutSecs: true,
+  maxAttempts: true,
+  rateLimitPerMinute: true,
+  operatorRateLimitPerMinute: true,
+  queueTtlSecs: true,
+  maxWaitsPerAgent: true,
+  waitRequireSignature: true,
+  acceptV1Signatures: true,
+  defaultTimeoutSecs: true,
+  autoExpireLeases: true,
+  maxBodyBytes: true,
+  replayCacheSize: true,
+  consoleSessionTtlSecs: true,
+  lastSeenFlushMs: true,
+  lastSeenMax: true,
+  offlineAfterSecs: true,
+  outputBounds: true,
+  eventKeepAliveMs: true,
+  liveOutputRetentionSecs: true,
+  resultRetentionDays: true,
+  runSweepMs: true,
+  maxOpenCommandsForAgentEnqueue: true,
+  otherWritersLookMs: true,
+  store: true,
+  db: true,
+  dbSetting: true,
+  bindSetting: true,
+  dbOptions: true,
+  port: true,
+  hostname: true,
+  tls: true,
+  headerTimeoutSecs: true,
+  maxConnections: true,
+  availableDescriptors: true,
+  metricsBind: true,
+};
 
 /** The largest `headerTimeoutSecs`, as `HEADER_TIMEOUT_SECS` allows. */
 const MAX_HEADER_TIMEOUT_SECS = 300;
@@ -326,10 +368,13 @@ function checkListenable(hostname: string, port: number, bindSetting: string | u
  *
  * @param options Store, address, TLS, mode and limits.
  * @returns The running server; call {@link RunningServer.shutdown} to stop it.
- * @throws {TypeError} When `options` is not an object, `hostname` not a non-empty string, `db`
- *   not a string, or `tls` not an object holding the PEM texts `cert` and `key`.
+ * @throws {TypeError} When `options` is not an object or has a key that is not one of its
+ *   options or is `null`, `hostname` is not a non-empty string, `db` not a non-blank string,
+ *   `metricsBind` not a string, `waitRequireSignature` or `acceptV1Signatures` not a boolean, or
+ *   `tls` not an object holding the PEM texts `cert` and `key`.
  * @throws {RangeError} When `port` is not a whole number from 0 to 65535, `headerTimeoutSecs`
- *   not one from 1 to 300, or `maxConnections` not one from 1 to 1,000,000.
+ *   not one from 1 to 300, `maxConnections` not one from 1 to 1,000,000, `metricsBind` not
+ *   `PORT` or `HOST:PORT`, or another limit is out of its range.
  * @throws {ConfigError} When the store cannot be opened (its `cause` is a {@link StoreError}: a
  *   {@link StoreUnavailableError} may succeed later, a {@link StoreFullError} once space is
  *   freed), `tls` is not a PEM certificate and its private key, dev mode would listen beyond
@@ -351,6 +396,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   if (options === null || typeof options !== "object") {
     throw new TypeError(`startServer's options must be an object, got ${String(options)}`);
   }
+  checkOptionNames("startServer", options, SERVE_OPTIONS);
+  checkNoNulls(options);
   const hostname = options.hostname ?? DEFAULT_BIND;
   if (typeof hostname !== "string" || hostname.trim() === "") {
     throw new TypeError(
@@ -366,6 +413,16 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   wholeNumber("headerTimeoutSecs", options.headerTimeoutSecs, MAX_HEADER_TIMEOUT_SECS);
   wholeNumber("maxConnections", options.maxConnections, MAX_MAX_CONNECTIONS);
   if (options.tls !== undefined) checkTlsPair(options.tls);
+  if (options.metricsBind !== undefined) parseListenAddress(options.metricsBind, "metricsBind");
+  if (typeof options.db === "string" && options.db !== "" && options.db.trim() === "") {
+    // " " made a SQLite file named " " in the working directory.
+    throw new TypeError(
+      `db must be a SQLite file path or a postgres:// URL, got ${JSON.stringify(options.db)}`,
+    );
+  }
+  // The app's limits and admin token, before the store is opened: a bad one left a new SQLite
+  // file behind. Dev mode is decided from the store later; here it is what the token says.
+  resolveAppOptions({ ...options, devMode: !options.adminToken });
   checkAddressesFree({ hostname, port, metricsBind: options.metricsBind });
   checkListenable(hostname, port, options.bindSetting);
   // A store not made yet has no agents: dev mode, unless an admin token is given. What dev mode

@@ -34,6 +34,7 @@ import { spawnCli } from "../_cli.ts";
 import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
+import { createExecutor } from "../../src/agent/executor.ts";
 
 const here = runsHereOrUnderAllowAll(import.meta.filename!);
 const isRoot = agentUid() === 0;
@@ -1402,6 +1403,45 @@ Deno.test({
       assert.equal(next.error, null);
     } finally {
       await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "an executor refused for a setting checked after its sandbox was made leaves no cgroup behind",
+  ignore,
+  async fn() {
+    // An extra variable a program loads code from (or a deadline out of range) is refused by the
+    // runner, made after the sandbox: the agent's directory of command cgroups (status-<tag>) and
+    // its pids group stayed, one more for each refused start of `status agent` or runAgent.
+    const stateDir = await Deno.makeTempDir({ prefix: "status-refused-" });
+    const tag = Sandbox.tagOf(stateDir);
+    try {
+      const probe = Sandbox.create({ tag: `${tag}-probe` });
+      const home = probe.cgroupHome;
+      await probe.close();
+      assert.ok(home, "cgroups are usable here (root, --allow-all)");
+      for (const commandEnv of [["LD_PRELOAD=/tmp/x.so"], ["BASH_ENV=/tmp/x"]]) {
+        assert.throws(() => createExecutor({ stateDir, commandEnv }), TypeError);
+        assert.throws(
+          () => createExecutor({ stateDir, defaultTimeoutSecs: -1 }),
+          RangeError,
+        );
+        // Its close is asynchronous; a macrotask later it has run.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        assert.throws(() => Deno.statSync(`${home.own}/status-${tag}`), Deno.errors.NotFound);
+        const v1 = pidsV1Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
+        const ownV1 = pidsV1Path(Deno.readTextFileSync("/proc/self/cgroup"));
+        if (v1 !== undefined && ownV1 !== undefined) {
+          assert.throws(
+            () => Deno.statSync(`${v1}${ownV1 === "/" ? "" : ownV1}/status-${tag}`),
+            Deno.errors.NotFound,
+          );
+        }
+      }
+    } finally {
+      await Deno.remove(stateDir, { recursive: true });
     }
   },
 });

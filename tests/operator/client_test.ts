@@ -285,6 +285,20 @@ Deno.test("checkHealth refuses a timeout out of range instead of reporting it un
   assert.deepEqual(stub.seen, []);
 });
 
+Deno.test("a request timeout beyond 24.8 days is kept, not fired at once", async () => {
+  // AbortSignal.timeout fires a delay above 2^31 - 1 ms after 1 ms: every request of a client made
+  // with requestTimeoutMs 30 days failed at once with "did not answer within 2592000 s", and
+  // checkHealth with such a timeoutMs reported an answering dashboard unreachable.
+  await using stub = new StubDashboard();
+  const thirtyDaysMs = 30 * 86_400_000;
+  const client = new OperatorClient({ dashboardUrl: stub.url, requestTimeoutMs: thirtyDaysMs });
+  const answer = await client.enqueue({ agentId: "web-1", name: "echo hi", id: "c1" });
+  assert.equal(answer.id, "c1");
+  const report = await checkHealth({ dashboardUrl: stub.url, timeoutMs: thirtyDaysMs });
+  const dashboard = report.checks.find((c) => c.name === "dashboard");
+  assert.equal(dashboard?.outcome, "ok", JSON.stringify(report.checks));
+});
+
 Deno.test("operator client lists newest first with filters, bare or wrapped", async (t) => {
   for (const wrapList of [false, true]) {
     await t.step(wrapList ? "wrapped" : "bare", async () => {

@@ -65,7 +65,7 @@ Deno.test("a second dashboard on the SQLite file one serves is refused at start,
   const dir = await Deno.makeTempDir({ prefix: "status-two-" });
   try {
     const db = `${dir}/status.db`;
-    const options = { db, port: 0, availableDescriptors: "plenty" as const, devMode: true };
+    const options = { db, port: 0, availableDescriptors: "plenty" as const };
     await using _first = await startServer(options);
     const error = await startServer(options).catch((e) => e);
     assert.ok(error instanceof ConfigError, String(error));
