@@ -1848,7 +1848,16 @@ export class PostgresStore implements CommandStore, SharedStore {
       return made;
     };
     let connection = connect();
-    const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
+    const listen = async () => {
+      const listening = connection;
+      // An idle_session_timeout the database or the role sets (PostgreSQL 14 and later) would
+      // end this connection each time it waits that long between checks: it is turned off for
+      // it (no row, and nothing set, on a server without the setting).
+      await listening.unsafe(
+        `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`,
+      );
+      await listening.unsafe(`LISTEN ${PG_CHANNEL}`);
+    };
     const retry = () => {
       if (closed || timer !== undefined) return;
       timer = setTimeout(async () => {

@@ -1091,6 +1091,51 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a short idle_session_timeout of the database does not cut the " +
+    "notification connection over and over",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    const listeners = async () =>
+      (await admin.unsafe(
+        `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'status-listen'`,
+        [name],
+      )).map((row) => Number(row.pid));
+    try {
+      // A DBA's setting for every session of the database: idle ones are ended after 300 ms.
+      await admin.unsafe(`ALTER DATABASE ${name} SET idle_session_timeout = 300`);
+      await using a = await openPostgresStore(db.url);
+      await using b = await openPostgresStore(db.url);
+      using logs = captureLogs();
+      const heard: string[] = [];
+      let resyncs = 0;
+      const subscription = await a.subscribe({
+        event(event) {
+          if (event.type === "queued") heard.push(event.agentId);
+        },
+        resync: () => void resyncs++,
+      });
+      try {
+        const [listening] = await listeners();
+        // The server's clock, not one of the test's: several times the setting, idle.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        assert.deepEqual(await listeners(), [listening], "the same connection still listens");
+        assert.equal(resyncs, 0);
+        assert.ok(!logs.has(/notification connection .* closed/), logs.messages().join("\n"));
+        await b.enqueue(newCommand("c1", "a1"));
+        await until(() => heard.includes("a1"), "an enqueue of the other instance is heard");
+      } finally {
+        await subscription.close();
+      }
+    } finally {
+      await admin.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a frozen instance's notification connection that no longer reads is " +
     "ended by the others, so that it does not hold the notification queue",
   ignore,
