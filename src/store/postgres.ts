@@ -272,10 +272,14 @@ const POOL_SIZE = 10;
 
 /**
  * The driver's options the store depends on, whatever the URL's query or the environment's `PG*`
- * variables say: the array types read at connect (its statements take arrays), and errors that do
- * not carry their statement's parameters where a log would print them.
+ * variables say: the array types read at connect (its statements take arrays), errors that do
+ * not carry their statement's parameters where a log would print them, and a short wait before a
+ * connection is made again after a failed one. The driver's own wait grows with each refused
+ * connect up to 10 to 20 s, and a call made once the server is back waited that long (or failed
+ * as unanswered): the dashboard paces its attempts itself (its probes and the listening
+ * connection's, 0.25 s up to 5 s apart; the requests that need the store).
  */
-const DRIVER_OPTIONS = { fetch_types: true, debug: false } as const;
+const DRIVER_OPTIONS = { fetch_types: true, debug: false, backoff: () => 0.05 } as const;
 /**
  * Settings each connection is opened with, whatever the database's or the role's defaults: binary
  * output in the format the driver reads, and the isolation the transactions are written for (a
@@ -391,7 +395,7 @@ export async function openPostgresStore(
   if (unread.length > 0) {
     log.warning(
       "database {location}: its URL's {params} are not read: status sets them itself (a pool of " +
-        "{poolSize} connections, its own timeouts, the driver's array types)",
+        "{poolSize} connections, its own timeouts and reconnect pace, the driver's array types)",
       {
         location: where,
         params: unread.map((key) => `?${key}=`).join(", "),
