@@ -457,7 +457,9 @@ export async function openPostgresStore(
       );
     }
     if (error instanceof StoreError) throw error;
-    throw new StoreError(
+    // A server not reachable, or not taking connections now, may be later: a caller may retry.
+    const Failure = isConnectionFailure(error) ? StoreUnavailableError : StoreError;
+    throw new Failure(
       `cannot open database ${where}: ${withoutPassword(describeOpenError(error, url), url)}`,
       { cause: error },
     );
@@ -540,11 +542,18 @@ function describeOpenError(error: unknown, url: string): string {
     return `no PostgreSQL server listens on the Unix socket ${socket.path} (ENOENT): is the ` +
       "server running, with that directory among its unix_socket_directories, on that port?";
   }
+  if (e?.code === "57P03") {
+    // It answered: starting up (or recovering after a crash), shutting down, or a standby that
+    // takes no connections yet.
+    return `the server does not take connections now (${e.code} ${e.message}); start status ` +
+      "again once it does";
+  }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,
       "(",
-    );
+    ) + "; is PostgreSQL running, and listening on that host and port (its listen_addresses " +
+      "and port), with no firewall in between?";
   }
   if (error instanceof Deno.errors.NotCapable || (error as Error)?.name === "NotCapable") {
     return "permission denied by Deno; run with --allow-net (and --allow-env, --allow-read for " +

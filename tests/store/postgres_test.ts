@@ -465,10 +465,17 @@ Deno.test({
     url.password = "secret-pw";
     const unreachable = await storeError(openPostgresStore(url.toString()), /not reachable/);
     assert.doesNotMatch(unreachable.message, /secret-pw/);
+    assert.ok(unreachable instanceof StoreUnavailableError, "it may succeed later");
+    // What to do, too.
+    assert.match(
+      unreachable.message,
+      /\(ECONNREFUSED [^)]*\); is PostgreSQL running, and listening on that host and port \(its listen_addresses and port\), with no firewall in between\?$/,
+    );
 
     const missing = new URL(cluster.url);
     missing.pathname = "/no_such_database";
-    await storeError(openPostgresStore(missing.toString()), /does not exist/);
+    const absent = await storeError(openPostgresStore(missing.toString()), /does not exist/);
+    assert.ok(!(absent instanceof StoreUnavailableError), absent.name);
 
     const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
     try {
@@ -2343,6 +2350,45 @@ Deno.test("postgres store: a port that closes every connection without a Postgre
         await serving.catch(() => {});
       }
     });
+  }
+});
+
+Deno.test("postgres store: a server starting up or shutting down is named as such, not unreachable", async () => {
+  // What PostgreSQL answers a connection while it starts (or recovers after a crash), or stops.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const fields = "SFATAL\0C57P03\0Mthe database system is starting up\0\0";
+  const message = new Uint8Array(5 + fields.length);
+  message[0] = "E".charCodeAt(0);
+  new DataView(message.buffer).setInt32(1, 4 + fields.length);
+  message.set(new TextEncoder().encode(fields), 5);
+  const serving = (async () => {
+    for await (const conn of listener) {
+      try {
+        await conn.read(new Uint8Array(1024)); // the startup message
+        await conn.write(message);
+      } catch {
+        // the client went first
+      }
+      conn.close();
+    }
+  })();
+  try {
+    const error = await storeError(
+      openPostgresStore(`postgres://status:secret-pw@127.0.0.1:${port}/status`, {
+        connectTimeoutSecs: 2,
+        queryTimeoutSecs: 2,
+      }),
+      /^cannot open database postgres:\/\/status:\*\*\*@127\.0\.0\.1:\d+\/status: /,
+    );
+    assert.match(
+      error.message,
+      /: the server does not take connections now \(57P03 the database system is starting up\); start status again once it does$/,
+    );
+    assert.ok(error instanceof StoreUnavailableError, error.name);
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
   }
 });
 
