@@ -516,7 +516,9 @@ function describeOpenError(error: unknown, url: string): string {
       `asks for sslmode=${sslmode}: does the server accept TLS${trust}?`;
   }
   if (e?.code === "28P01" || e?.code === "28000") {
-    return `the server rejected the credentials (${e.message})`;
+    return `the server rejected the credentials (${e.message}); check the URL's user name and ` +
+      "password (with @, :, / and % in them percent-encoded) and the server's pg_hba.conf for " +
+      "this host";
   }
   if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
   if (e?.code === "42501") {

@@ -475,6 +475,15 @@ Deno.test({
     const missing = new URL(cluster.url);
     missing.pathname = "/no_such_database";
     const absent = await storeError(openPostgresStore(missing.toString()), /does not exist/);
+    const stranger = new URL(cluster.url);
+    stranger.username = "no_such_role";
+    stranger.password = "secret-pw";
+    const refused = await storeError(openPostgresStore(stranger.toString()), /credentials/);
+    assert.match(
+      refused.message,
+      /: the server rejected the credentials \(role "no_such_role" does not exist\); check the URL's user name and password \(with @, :, \/ and % in them percent-encoded\) and the server's pg_hba\.conf for this host$/,
+    );
+    assert.doesNotMatch(refused.message, /secret-pw/);
     assert.ok(!(absent instanceof StoreUnavailableError), absent.name);
 
     const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
