@@ -327,6 +327,17 @@ function isServerFailure(code: unknown): boolean {
 }
 
 /**
+ * Whether the server ended the session with its error (severity `FATAL`): it refused a new
+ * connection (the database not taking connections, its `CONNECT` privilege revoked, the user's
+ * password changed or the role dropped, the database dropped) or ended one. Nothing of the call
+ * was kept, and a later one may connect.
+ */
+function isSessionRefused(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null)?.severity;
+  return error instanceof Error && (severity === "FATAL" || severity === "PANIC");
+}
+
+/**
  * Opens (and creates or migrates) the store in the PostgreSQL database at `url`.
  *
  * @param url `postgres://user:password@host:port/database` (query parameters as `libpq`'s, e.g.
@@ -924,6 +935,14 @@ export class PostgresStore implements CommandStore, SharedStore {
         throw new StoreUnavailableError(
           `database ${this.location} could not finish the call now (${what}): ` +
             `${(error as Error).message} (SQLSTATE ${code}); it may succeed if made again`,
+          { cause: error },
+        );
+      }
+      if (isSessionRefused(error)) {
+        // Answered 503 with Retry-After, and probed until it takes connections again.
+        throw new StoreUnavailableError(
+          `database ${this.location} refused the connection (${what}): ` +
+            `${(error as Error).message} (SQLSTATE ${code})`,
           { cause: error },
         );
       }

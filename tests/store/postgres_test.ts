@@ -1152,6 +1152,62 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a server that refuses new connections to the database while it runs " +
+    "(connections turned off, CONNECT revoked, a password changed) makes it unavailable, not an " +
+    "internal error",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    // From another database: a session cannot turn off connections to its own.
+    const adminUrl = new URL(db.url);
+    adminUrl.pathname = "/postgres";
+    const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
+    await using store = await openPostgresStore(db.url);
+    const dashboard = createApp({
+      store,
+      adminToken: "admin-token-0123456789abcdef",
+      autoExpireLeases: false,
+    });
+    using logs = captureLogs();
+    try {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      // Its connections ended too (a maintenance): each call needs a new one.
+      await admin.unsafe(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`,
+        [name],
+      );
+      await until(async () => {
+        try {
+          await store.getCommand("c1");
+          return false;
+        } catch (error) {
+          // The first calls may still meet a connection just ended.
+          if (/not currently accepting connections/.test(String(error))) {
+            assert.ok(error instanceof StoreUnavailableError, String(error));
+            return true;
+          }
+          assert.ok(error instanceof StoreUnavailableError, String(error));
+          return false;
+        }
+      }, "the refusal is met");
+      const health = await dashboard.app.request("/health", {
+        headers: { Authorization: "Bearer admin-token-0123456789abcdef" },
+      });
+      assert.equal(health.status, 503);
+      const body = await health.json();
+      assert.equal(body.store.status, "down");
+      assert.match(body.store.error, /not currently accepting connections/);
+      assert.ok(!logs.has(/^request .* failed/), logs.messages().join("\n"));
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await dashboard.close();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a frozen instance's notification connection that no longer reads is " +
     "ended by the others, so that it does not hold the notification queue",
   ignore,
