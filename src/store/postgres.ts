@@ -618,6 +618,14 @@ function guardTypeFetch(): void {
     if (!isTypeFetchFailure(event.reason)) return;
     event.preventDefault();
     const message = (event.reason as Error).message;
+    // The connection was lost under it (a server shutting down): its calls fail as unavailable,
+    // and the next connection reads the array types again; nothing to say of the read itself.
+    if (isConnectionFailure(event.reason)) {
+      log.debug("a connection was lost while the driver read the array types: {error}", {
+        error: message,
+      });
+      return;
+    }
     if (typeFetchWatchers.size === 0) {
       log.debug("the driver's read of the array types failed: {error}", { error: message });
     }

@@ -2118,6 +2118,86 @@ async function withRole(
 }
 
 Deno.test({
+  name: "postgres store: a new connection lost while the driver reads the array types (a server " +
+    "restarting) is not blamed on a short statement_timeout or the catalog",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const target = new URL(db.url);
+    // Lets the first connection through; ends each later one (as a server shutting down does)
+    // once it is ready, as the driver sends its first query on it: the read of the array types.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    let accepted = 0;
+    const conns: Deno.Conn[] = [];
+    const ready = new TextEncoder().encode("Z\0\0\0\x05I");
+    const holds = (chunk: Uint8Array, part: Uint8Array) =>
+      chunk.some((_, i) => part.every((byte, j) => chunk[i + j] === byte));
+    const pipe = async (from: Deno.Conn, to: Deno.Conn, end: boolean) => {
+      const buffer = new Uint8Array(65536);
+      try {
+        for (;;) {
+          const n = await from.read(buffer);
+          if (n === null) break;
+          await to.write(buffer.subarray(0, n));
+          if (end && holds(buffer.subarray(0, n), ready)) {
+            await to.closeWrite();
+            from.close();
+            return;
+          }
+        }
+      } catch {
+        // closed
+      }
+    };
+    const accepting = (async () => {
+      for await (const client of listener) {
+        const server = await Deno.connect({
+          hostname: target.hostname,
+          port: Number(target.port),
+        });
+        conns.push(client, server);
+        void pipe(client, server, false);
+        void pipe(server, client, ++accepted > 1);
+      }
+    })().catch(() => {});
+    const url = new URL(db.url);
+    url.port = String((listener.addr as Deno.NetAddr).port);
+    try {
+      await using store = await openPostgresStore(url.toString());
+      using logs = captureLogs();
+      // Two at once: the second needs a new connection, which is cut.
+      const calls = await Promise.allSettled([
+        store.getCommand("c1"),
+        store.getCommand("c2"),
+      ]);
+      await until(() => accepted > 1, "a second connection");
+      for (const call of calls) {
+        if (call.status === "rejected") {
+          assert.ok(call.reason instanceof StoreUnavailableError, String(call.reason));
+        }
+      }
+      // The driver's failed read of the array types surfaces a moment later, unawaited.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.ok(
+        !logs.has(/first query on a new connection/),
+        logs.messages().join("\n"),
+      );
+      assert.equal(store.typeFetchFailure, null);
+    } finally {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed
+        }
+      }
+      await accepting;
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a server that fails the driver's first query on each connection fails " +
     "the open with its reason, not the process",
   ignore,
