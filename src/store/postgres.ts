@@ -498,10 +498,20 @@ async function firstAnswer(
   const late = new Promise<"late">((resolve) =>
     timer = setTimeout(() => resolve("late"), secs * 1000)
   );
+  // A start that waits says so, and for how long (not as a connect times out: that fails it).
+  const waitedSecs = connectTimeoutSecs + 1;
+  const waiting = setTimeout(() => {
+    log.warning(
+      "database {location} has not answered within {waitedSecs} s; waiting up to {secs} s in " +
+        "all before the start fails",
+      { location: where, waitedSecs, secs },
+    );
+  }, waitedSecs * 1000);
   try {
     if (await Promise.race([answer, late]) !== "late") return;
   } finally {
     clearTimeout(timer);
+    clearTimeout(waiting);
   }
   // Ended at once: the query still waiting would keep the driver reconnecting.
   await sql.end({ timeout: 0 }).catch(() => {});

@@ -2468,22 +2468,31 @@ Deno.test("postgres store: a port that closes every connection without a Postgre
           conn.close();
         }
       })();
+      using logs = captureLogs();
       try {
         const error = await storeError(
           openPostgresStore(`postgres://status:secret-pw@127.0.0.1:${port}/status`, {
             connectTimeoutSecs: 1,
-            queryTimeoutSecs: 1,
+            queryTimeoutSecs: 2,
           }),
           /^cannot open database postgres:\/\/status:\*\*\*@127\.0\.0\.1:\d+\/status: /,
         );
         assert.equal(
           error.message,
           `cannot open database postgres://status:***@127.0.0.1:${port}/status: no PostgreSQL ` +
-            "server answered within 2 s: the connection was made, then closed or left without " +
+            "server answered within 3 s: the connection was made, then closed or left without " +
             "an answer a PostgreSQL server gives (is that address a PostgreSQL server's, and " +
             "not another service's or a proxy's with no server behind it?)",
         );
         assert.ok(error instanceof StoreUnavailableError, error.name);
+        // Said while it waited.
+        assert.deepEqual(
+          logs.records.filter((r) => r.level === "warning").map((r) => String(r.message)),
+          [
+            `database postgres://status:***@127.0.0.1:${port}/status has not answered within 2 ` +
+            "s; waiting up to 3 s in all before the start fails",
+          ],
+        );
         assert.ok(connections > 0, "it connected");
         // The last attempts may still be in the listen queue when the open fails.
         await new Promise((resolve) => setTimeout(resolve, 200));
