@@ -269,6 +269,8 @@ const SCHEMA_VERSION = "(SELECT max(version) FROM status_schema) AS schema_versi
 
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
+/** How long a pool's connection may stay idle before the store closes it, in seconds. */
+const POOL_IDLE_SECS = 60;
 
 /**
  * The driver's options the store depends on, whatever the URL's query or the environment's `PG*`
@@ -389,7 +391,7 @@ export async function openPostgresStore(
       ...path,
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
-      idle_timeout: 60,
+      idle_timeout: POOL_IDLE_SECS,
       ...DRIVER_OPTIONS,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
       // A transaction left idle for the query timeout belongs to an operation already given up
@@ -832,6 +834,22 @@ export class PostgresStore implements CommandStore, SharedStore {
           "?options=): the store's calls " +
           "that take longer fail, answered 503; set it to at least 1s, or 0 for none",
         { name, ms: Number(setting), location: this.location },
+      );
+    }
+    // No row on a server without the setting (before PostgreSQL 14). The listening connection
+    // turns it off for itself (see subscribe).
+    const idle = await tx.unsafe(
+      `SELECT setting FROM pg_settings WHERE name = 'idle_session_timeout' AND unit = 'ms'
+         AND setting::bigint > 0 AND setting::bigint <= $1::bigint`,
+      [POOL_IDLE_SECS * 1000],
+    );
+    for (const { setting } of idle) {
+      log.warning(
+        "idle_session_timeout is {ms} ms on {location} (set for this user or database, or by " +
+          "the URL's ?options=): the server ends the store's connections idle that long, and a " +
+          "call sent on one just then fails; set it to 0 for this user (ALTER ROLE ... SET " +
+          "idle_session_timeout = 0) or above {poolIdleSecs} s",
+        { ms: Number(setting), location: this.location, poolIdleSecs: POOL_IDLE_SECS },
       );
     }
   }

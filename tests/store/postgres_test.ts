@@ -1122,9 +1122,17 @@ Deno.test({
     try {
       // A DBA's setting for every session of the database: idle ones are ended after 300 ms.
       await admin.unsafe(`ALTER DATABASE ${name} SET idle_session_timeout = 300`);
+      using logs = captureLogs();
       await using a = await openPostgresStore(db.url);
       await using b = await openPostgresStore(db.url);
-      using logs = captureLogs();
+      // The pool's connections, idle up to 60 s, are ended too: a call sent on one at that
+      // moment fails (503). Said at start, as a short statement_timeout is.
+      assert.ok(
+        logs.has(
+          /^idle_session_timeout is 300 ms on postgres:\/\/\S+ \(set for this user or database.*\): the server ends the store's connections idle that long, and a call sent on one just then fails; set it to 0 for this user \(ALTER ROLE \.\.\. SET idle_session_timeout = 0\) or above 60 s$/,
+        ),
+        logs.messages().join("\n"),
+      );
       const heard: string[] = [];
       let resyncs = 0;
       const subscription = await a.subscribe({
