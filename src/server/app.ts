@@ -242,7 +242,11 @@ export function createApp(options: AppOptions): DashboardApp {
   // each minute would make /health flap): requests and the health probe tell an outage.
   const backgroundFailed = (what: string) => (error: unknown) => {
     if (!(error instanceof StoreUnavailableError)) storeHealth.map(error);
-    log.warning(`could not ${what}: {error}`, { error });
+    // An outage already said (once, and again when it ends) is not said at each run of the job
+    // (the runs' sweep, every 5 s, for as long as the outage lasts).
+    if (error instanceof StoreUnavailableError && availability.down) {
+      log.debug(`could not ${what}: {error}`, { error });
+    } else log.warning(`could not ${what}: {error}`, { error });
   };
   const link = shared
     ? new InstanceLink({

@@ -269,13 +269,19 @@ const SCHEMA_VERSION = "(SELECT max(version) FROM status_schema) AS schema_versi
 
 /** Connections in the pool by default (the listening connection is one more). */
 const POOL_SIZE = 10;
+/** How long a pool's connection may stay idle before the store closes it, in seconds. */
+const POOL_IDLE_SECS = 60;
 
 /**
  * The driver's options the store depends on, whatever the URL's query or the environment's `PG*`
- * variables say: the array types read at connect (its statements take arrays), and errors that do
- * not carry their statement's parameters where a log would print them.
+ * variables say: the array types read at connect (its statements take arrays), errors that do
+ * not carry their statement's parameters where a log would print them, and a short wait before a
+ * connection is made again after a failed one. The driver's own wait grows with each refused
+ * connect up to 10 to 20 s, and a call made once the server is back waited that long (or failed
+ * as unanswered): the dashboard paces its attempts itself (its probes and the listening
+ * connection's, 0.25 s up to 5 s apart; the requests that need the store).
  */
-const DRIVER_OPTIONS = { fetch_types: true, debug: false } as const;
+const DRIVER_OPTIONS = { fetch_types: true, debug: false, backoff: () => 0.05 } as const;
 /**
  * Settings each connection is opened with, whatever the database's or the role's defaults: binary
  * output in the format the driver reads, and the isolation the transactions are written for (a
@@ -320,6 +326,17 @@ function isTransientFailure(code: unknown): code is string {
  */
 function isServerFailure(code: unknown): boolean {
   return typeof code === "string" && (code.startsWith("58") || code.startsWith("XX"));
+}
+
+/**
+ * Whether the server ended the session with its error (severity `FATAL`): it refused a new
+ * connection (the database not taking connections, its `CONNECT` privilege revoked, the user's
+ * password changed or the role dropped, the database dropped) or ended one. Nothing of the call
+ * was kept, and a later one may connect.
+ */
+function isSessionRefused(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null)?.severity;
+  return error instanceof Error && (severity === "FATAL" || severity === "PANIC");
 }
 
 /**
@@ -374,7 +391,7 @@ export async function openPostgresStore(
       ...path,
       max: options.maxConnections ?? POOL_SIZE,
       connect_timeout: options.connectTimeoutSecs ?? 5,
-      idle_timeout: 60,
+      idle_timeout: POOL_IDLE_SECS,
       ...DRIVER_OPTIONS,
       onnotice: (notice) => log.debug("PostgreSQL notice: {message}", { message: notice.message }),
       // A transaction left idle for the query timeout belongs to an operation already given up
@@ -391,7 +408,7 @@ export async function openPostgresStore(
   if (unread.length > 0) {
     log.warning(
       "database {location}: its URL's {params} are not read: status sets them itself (a pool of " +
-        "{poolSize} connections, its own timeouts, the driver's array types)",
+        "{poolSize} connections, its own timeouts and reconnect pace, the driver's array types)",
       {
         location: where,
         params: unread.map((key) => `?${key}=`).join(", "),
@@ -453,7 +470,9 @@ export async function openPostgresStore(
       );
     }
     if (error instanceof StoreError) throw error;
-    throw new StoreError(
+    // A server not reachable, or not taking connections now, may be later: a caller may retry.
+    const Failure = isConnectionFailure(error) ? StoreUnavailableError : StoreError;
+    throw new Failure(
       `cannot open database ${where}: ${withoutPassword(describeOpenError(error, url), url)}`,
       { cause: error },
     );
@@ -481,10 +500,20 @@ async function firstAnswer(
   const late = new Promise<"late">((resolve) =>
     timer = setTimeout(() => resolve("late"), secs * 1000)
   );
+  // A start that waits says so, and for how long (not as a connect times out: that fails it).
+  const waitedSecs = connectTimeoutSecs + 1;
+  const waiting = setTimeout(() => {
+    log.warning(
+      "database {location} has not answered within {waitedSecs} s; waiting up to {secs} s in " +
+        "all before the start fails",
+      { location: where, waitedSecs, secs },
+    );
+  }, waitedSecs * 1000);
   try {
     if (await Promise.race([answer, late]) !== "late") return;
   } finally {
     clearTimeout(timer);
+    clearTimeout(waiting);
   }
   // Ended at once: the query still waiting would keep the driver reconnecting.
   await sql.end({ timeout: 0 }).catch(() => {});
@@ -510,7 +539,9 @@ function describeOpenError(error: unknown, url: string): string {
       `asks for sslmode=${sslmode}: does the server accept TLS${trust}?`;
   }
   if (e?.code === "28P01" || e?.code === "28000") {
-    return `the server rejected the credentials (${e.message})`;
+    return `the server rejected the credentials (${e.message}); check the URL's user name and ` +
+      "password (with @, :, / and % in them percent-encoded) and the server's pg_hba.conf for " +
+      "this host";
   }
   if (e?.code === "3D000") return `${e.message}; create it first (createdb)`;
   if (e?.code === "42501") {
@@ -536,11 +567,18 @@ function describeOpenError(error: unknown, url: string): string {
     return `no PostgreSQL server listens on the Unix socket ${socket.path} (ENOENT): is the ` +
       "server running, with that directory among its unix_socket_directories, on that port?";
   }
+  if (e?.code === "57P03") {
+    // It answered: starting up (or recovering after a crash), shutting down, or a standby that
+    // takes no connections yet.
+    return `the server does not take connections now (${e.code} ${e.message}); start status ` +
+      "again once it does";
+  }
   if (isConnectionFailure(error)) {
     return `the server is not reachable (${e?.code ?? ""} ${e?.message ?? ""})`.replace(
       /\(\s+/,
       "(",
-    );
+    ) + "; is PostgreSQL running, and listening on that host and port (its listen_addresses " +
+      "and port), with no firewall in between?";
   }
   if (error instanceof Deno.errors.NotCapable || (error as Error)?.name === "NotCapable") {
     return "permission denied by Deno; run with --allow-net (and --allow-env, --allow-read for " +
@@ -592,6 +630,14 @@ function guardTypeFetch(): void {
     if (!isTypeFetchFailure(event.reason)) return;
     event.preventDefault();
     const message = (event.reason as Error).message;
+    // The connection was lost under it (a server shutting down): its calls fail as unavailable,
+    // and the next connection reads the array types again; nothing to say of the read itself.
+    if (isConnectionFailure(event.reason)) {
+      log.debug("a connection was lost while the driver read the array types: {error}", {
+        error: message,
+      });
+      return;
+    }
     if (typeFetchWatchers.size === 0) {
       log.debug("the driver's read of the array types failed: {error}", { error: message });
     }
@@ -800,6 +846,22 @@ export class PostgresStore implements CommandStore, SharedStore {
         { name, ms: Number(setting), location: this.location },
       );
     }
+    // No row on a server without the setting (before PostgreSQL 14). The listening connection
+    // turns it off for itself (see subscribe).
+    const idle = await tx.unsafe(
+      `SELECT setting FROM pg_settings WHERE name = 'idle_session_timeout' AND unit = 'ms'
+         AND setting::bigint > 0 AND setting::bigint <= $1::bigint`,
+      [POOL_IDLE_SECS * 1000],
+    );
+    for (const { setting } of idle) {
+      log.warning(
+        "idle_session_timeout is {ms} ms on {location} (set for this user or database, or by " +
+          "the URL's ?options=): the server ends the store's connections idle that long, and a " +
+          "call sent on one just then fails; set it to 0 for this user (ALTER ROLE ... SET " +
+          "idle_session_timeout = 0) or above {poolIdleSecs} s",
+        { ms: Number(setting), location: this.location, poolIdleSecs: POOL_IDLE_SECS },
+      );
+    }
   }
 
   /** Takes the migration lock; says who holds it when that means waiting. */
@@ -919,6 +981,14 @@ export class PostgresStore implements CommandStore, SharedStore {
         throw new StoreUnavailableError(
           `database ${this.location} could not finish the call now (${what}): ` +
             `${(error as Error).message} (SQLSTATE ${code}); it may succeed if made again`,
+          { cause: error },
+        );
+      }
+      if (isSessionRefused(error)) {
+        // Answered 503 with Retry-After, and probed until it takes connections again.
+        throw new StoreUnavailableError(
+          `database ${this.location} refused the connection (${what}): ` +
+            `${(error as Error).message} (SQLSTATE ${code})`,
           { cause: error },
         );
       }
@@ -1858,7 +1928,16 @@ export class PostgresStore implements CommandStore, SharedStore {
       return made;
     };
     let connection = connect();
-    const listen = () => connection.unsafe(`LISTEN ${PG_CHANNEL}`);
+    const listen = async () => {
+      const listening = connection;
+      // An idle_session_timeout the database or the role sets (PostgreSQL 14 and later) would
+      // end this connection each time it waits that long between checks: it is turned off for
+      // it (no row, and nothing set, on a server without the setting).
+      await listening.unsafe(
+        `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`,
+      );
+      await listening.unsafe(`LISTEN ${PG_CHANNEL}`);
+    };
     const retry = () => {
       if (closed || timer !== undefined) return;
       timer = setTimeout(async () => {

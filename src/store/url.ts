@@ -128,7 +128,7 @@ function durationMs(value: string): number | null {
 }
 
 /** The driver's options the PostgreSQL store sets itself: the URL's own are not read. */
-const STORE_OPTIONS = ["max", "connect_timeout", "idle_timeout", "fetch_types", "debug"];
+const STORE_OPTIONS = ["max", "connect_timeout", "idle_timeout", "fetch_types", "debug", "backoff"];
 
 /**
  * The query parameters of a `postgres://` URL that the driver would read as its own options, but

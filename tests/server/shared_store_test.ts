@@ -20,6 +20,7 @@ import {
   StoreUnavailableError,
 } from "../../src/store/mod.ts";
 import { ADMIN_TOKEN, agentHeaders, P, T0, TOKEN } from "./_helpers.ts";
+import { captureLogs } from "../agent/_helpers.ts";
 import { parseServerSentEvents } from "../../src/operator/mod.ts";
 
 /** A SQLite store dressed as a shared one: events are injected, and it can be made unreachable. */
@@ -52,6 +53,8 @@ function fakeShared(inner: CommandStore) {
   const store = new Proxy(inner, {
     get(target, key, receiver) {
       if (key in shared) return shared[key as keyof SharedStore];
+      // A shared store is a server's, not a file another process may write (SQLite's).
+      if (key === "otherCommits") return undefined;
       const value = Reflect.get(target, key, receiver);
       if (typeof value !== "function" || key === "close" || key === Symbol.asyncDispose) {
         return typeof value === "function" ? value.bind(target) : value;
@@ -422,6 +425,38 @@ Deno.test("a resync looks up the commands of many cancel-waits several at a time
   assert.deepEqual(notified, ids.filter((_, i) => i % 2 === 0), "each cancel asked is answered");
   // One at a time, the last of thousands of cancel-waits waited for thousands of round trips.
   assert.equal(most, 32);
+});
+
+Deno.test("a store down for minutes: its outage is said once, not again at each sweep of the runs", async () => {
+  const inner = openSqliteStore(":memory:");
+  const { store, state } = fakeShared(inner);
+  const clock = new FakeClock();
+  using logs = captureLogs();
+  const dashboard = createApp({
+    store,
+    clock,
+    adminToken: ADMIN_TOKEN,
+    autoExpireLeases: false,
+    runSweepMs: 5000,
+  });
+  try {
+    await until(() => state.listener !== undefined, "the subscription", 10_000, 1);
+    state.down = true;
+    assert.equal((await dashboard.app.request("/health")).status, 503);
+    await clock.advanceAsync(10 * 60_000);
+    const said = logs.records.filter((r) => r.level === "warning" || r.level === "error")
+      .map((r) => String(r.message));
+    assert.equal(said.filter((m) => m.startsWith("store unavailable: ")).length, 1);
+    // Each sweep (every 5 s) said it again, 120 lines in these ten minutes.
+    assert.deepEqual(said.filter((m) => m.startsWith("could not step the open runs")), []);
+    assert.ok(
+      logs.messages().some((m) => m.startsWith("could not step the open runs")),
+      "still there at debug level",
+    );
+  } finally {
+    await dashboard.close();
+    await inner.close();
+  }
 });
 
 Deno.test("a store down again right after each recovery is probed with growing delays", async () => {

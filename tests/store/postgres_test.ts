@@ -465,10 +465,26 @@ Deno.test({
     url.password = "secret-pw";
     const unreachable = await storeError(openPostgresStore(url.toString()), /not reachable/);
     assert.doesNotMatch(unreachable.message, /secret-pw/);
+    assert.ok(unreachable instanceof StoreUnavailableError, "it may succeed later");
+    // What to do, too.
+    assert.match(
+      unreachable.message,
+      /\(ECONNREFUSED [^)]*\); is PostgreSQL running, and listening on that host and port \(its listen_addresses and port\), with no firewall in between\?$/,
+    );
 
     const missing = new URL(cluster.url);
     missing.pathname = "/no_such_database";
-    await storeError(openPostgresStore(missing.toString()), /does not exist/);
+    const absent = await storeError(openPostgresStore(missing.toString()), /does not exist/);
+    const stranger = new URL(cluster.url);
+    stranger.username = "no_such_role";
+    stranger.password = "secret-pw";
+    const refused = await storeError(openPostgresStore(stranger.toString()), /credentials/);
+    assert.match(
+      refused.message,
+      /: the server rejected the credentials \(role "no_such_role" does not exist\); check the URL's user name and password \(with @, :, \/ and % in them percent-encoded\) and the server's pg_hba\.conf for this host$/,
+    );
+    assert.doesNotMatch(refused.message, /secret-pw/);
+    assert.ok(!(absent instanceof StoreUnavailableError), absent.name);
 
     const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
     try {
@@ -1091,6 +1107,115 @@ Deno.test({
 });
 
 Deno.test({
+  name: "postgres store: a short idle_session_timeout of the database does not cut the " +
+    "notification connection over and over",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    const listeners = async () =>
+      (await admin.unsafe(
+        `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'status-listen'`,
+        [name],
+      )).map((row) => Number(row.pid));
+    try {
+      // A DBA's setting for every session of the database: idle ones are ended after 300 ms.
+      await admin.unsafe(`ALTER DATABASE ${name} SET idle_session_timeout = 300`);
+      using logs = captureLogs();
+      await using a = await openPostgresStore(db.url);
+      await using b = await openPostgresStore(db.url);
+      // The pool's connections, idle up to 60 s, are ended too: a call sent on one at that
+      // moment fails (503). Said at start, as a short statement_timeout is.
+      assert.ok(
+        logs.has(
+          /^idle_session_timeout is 300 ms on postgres:\/\/\S+ \(set for this user or database.*\): the server ends the store's connections idle that long, and a call sent on one just then fails; set it to 0 for this user \(ALTER ROLE \.\.\. SET idle_session_timeout = 0\) or above 60 s$/,
+        ),
+        logs.messages().join("\n"),
+      );
+      const heard: string[] = [];
+      let resyncs = 0;
+      const subscription = await a.subscribe({
+        event(event) {
+          if (event.type === "queued") heard.push(event.agentId);
+        },
+        resync: () => void resyncs++,
+      });
+      try {
+        const [listening] = await listeners();
+        // The server's clock, not one of the test's: several times the setting, idle.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        assert.deepEqual(await listeners(), [listening], "the same connection still listens");
+        assert.equal(resyncs, 0);
+        assert.ok(!logs.has(/notification connection .* closed/), logs.messages().join("\n"));
+        await b.enqueue(newCommand("c1", "a1"));
+        await until(() => heard.includes("a1"), "an enqueue of the other instance is heard");
+      } finally {
+        await subscription.close();
+      }
+    } finally {
+      await admin.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a server that refuses new connections to the database while it runs " +
+    "(connections turned off, CONNECT revoked, a password changed) makes it unavailable, not an " +
+    "internal error",
+  ignore,
+  async fn() {
+    await using db = await migratedTestDatabase(migrate);
+    const name = new URL(db.url).pathname.slice(1);
+    // From another database: a session cannot turn off connections to its own.
+    const adminUrl = new URL(db.url);
+    adminUrl.pathname = "/postgres";
+    const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
+    await using store = await openPostgresStore(db.url);
+    const dashboard = createApp({
+      store,
+      adminToken: "admin-token-0123456789abcdef",
+      autoExpireLeases: false,
+    });
+    using logs = captureLogs();
+    try {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      // Its connections ended too (a maintenance): each call needs a new one.
+      await admin.unsafe(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`,
+        [name],
+      );
+      await until(async () => {
+        try {
+          await store.getCommand("c1");
+          return false;
+        } catch (error) {
+          // The first calls may still meet a connection just ended.
+          if (/not currently accepting connections/.test(String(error))) {
+            assert.ok(error instanceof StoreUnavailableError, String(error));
+            return true;
+          }
+          assert.ok(error instanceof StoreUnavailableError, String(error));
+          return false;
+        }
+      }, "the refusal is met");
+      const health = await dashboard.app.request("/health", {
+        headers: { Authorization: "Bearer admin-token-0123456789abcdef" },
+      });
+      assert.equal(health.status, 503);
+      const body = await health.json();
+      assert.equal(body.store.status, "down");
+      assert.match(body.store.error, /not currently accepting connections/);
+      assert.ok(!logs.has(/^request .* failed/), logs.messages().join("\n"));
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await dashboard.close();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a frozen instance's notification connection that no longer reads is " +
     "ended by the others, so that it does not hold the notification queue",
   ignore,
@@ -1657,7 +1782,7 @@ Deno.test({
     await t.step("the driver's options the store sets itself are warned of, and work", async () => {
       using logs = captureLogs();
       await using store = await openPostgresStore(
-        `${db.url}?max=50&connect_timeout=60&fetch_types=false&application_name=mine` +
+        `${db.url}?max=50&connect_timeout=60&fetch_types=false&backoff=30&application_name=mine` +
           // The server reads a setting the store gives after those of libpq's ?options=.
           `&options=${encodeURIComponent("-c bytea_output=escape")}`,
       );
@@ -1681,7 +1806,7 @@ Deno.test({
       assert.equal(warnings.length, 1, warnings.join("\n"));
       assert.match(
         warnings[0],
-        /^database postgres:\/\/\S+: its URL's \?max=, \?connect_timeout=, \?fetch_types= are not read: status sets them itself/,
+        /^database postgres:\/\/\S+: its URL's \?max=, \?connect_timeout=, \?fetch_types=, \?backoff= are not read: status sets them itself/,
       );
     });
   },
@@ -2051,6 +2176,86 @@ async function withRole(
 }
 
 Deno.test({
+  name: "postgres store: a new connection lost while the driver reads the array types (a server " +
+    "restarting) is not blamed on a short statement_timeout or the catalog",
+  ignore,
+  async fn() {
+    await using db = await testDatabase();
+    const target = new URL(db.url);
+    // Lets the first connection through; ends each later one (as a server shutting down does)
+    // once it is ready, as the driver sends its first query on it: the read of the array types.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    let accepted = 0;
+    const conns: Deno.Conn[] = [];
+    const ready = new TextEncoder().encode("Z\0\0\0\x05I");
+    const holds = (chunk: Uint8Array, part: Uint8Array) =>
+      chunk.some((_, i) => part.every((byte, j) => chunk[i + j] === byte));
+    const pipe = async (from: Deno.Conn, to: Deno.Conn, end: boolean) => {
+      const buffer = new Uint8Array(65536);
+      try {
+        for (;;) {
+          const n = await from.read(buffer);
+          if (n === null) break;
+          await to.write(buffer.subarray(0, n));
+          if (end && holds(buffer.subarray(0, n), ready)) {
+            await to.closeWrite();
+            from.close();
+            return;
+          }
+        }
+      } catch {
+        // closed
+      }
+    };
+    const accepting = (async () => {
+      for await (const client of listener) {
+        const server = await Deno.connect({
+          hostname: target.hostname,
+          port: Number(target.port),
+        });
+        conns.push(client, server);
+        void pipe(client, server, false);
+        void pipe(server, client, ++accepted > 1);
+      }
+    })().catch(() => {});
+    const url = new URL(db.url);
+    url.port = String((listener.addr as Deno.NetAddr).port);
+    try {
+      await using store = await openPostgresStore(url.toString());
+      using logs = captureLogs();
+      // Two at once: the second needs a new connection, which is cut.
+      const calls = await Promise.allSettled([
+        store.getCommand("c1"),
+        store.getCommand("c2"),
+      ]);
+      await until(() => accepted > 1, "a second connection");
+      for (const call of calls) {
+        if (call.status === "rejected") {
+          assert.ok(call.reason instanceof StoreUnavailableError, String(call.reason));
+        }
+      }
+      // The driver's failed read of the array types surfaces a moment later, unawaited.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.ok(
+        !logs.has(/first query on a new connection/),
+        logs.messages().join("\n"),
+      );
+      assert.equal(store.typeFetchFailure, null);
+    } finally {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed
+        }
+      }
+      await accepting;
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a server that fails the driver's first query on each connection fails " +
     "the open with its reason, not the process",
   ignore,
@@ -2321,22 +2526,31 @@ Deno.test("postgres store: a port that closes every connection without a Postgre
           conn.close();
         }
       })();
+      using logs = captureLogs();
       try {
         const error = await storeError(
           openPostgresStore(`postgres://status:secret-pw@127.0.0.1:${port}/status`, {
             connectTimeoutSecs: 1,
-            queryTimeoutSecs: 1,
+            queryTimeoutSecs: 2,
           }),
           /^cannot open database postgres:\/\/status:\*\*\*@127\.0\.0\.1:\d+\/status: /,
         );
         assert.equal(
           error.message,
           `cannot open database postgres://status:***@127.0.0.1:${port}/status: no PostgreSQL ` +
-            "server answered within 2 s: the connection was made, then closed or left without " +
+            "server answered within 3 s: the connection was made, then closed or left without " +
             "an answer a PostgreSQL server gives (is that address a PostgreSQL server's, and " +
             "not another service's or a proxy's with no server behind it?)",
         );
         assert.ok(error instanceof StoreUnavailableError, error.name);
+        // Said while it waited.
+        assert.deepEqual(
+          logs.records.filter((r) => r.level === "warning").map((r) => String(r.message)),
+          [
+            `database postgres://status:***@127.0.0.1:${port}/status has not answered within 2 ` +
+            "s; waiting up to 3 s in all before the start fails",
+          ],
+        );
         assert.ok(connections > 0, "it connected");
         // The last attempts may still be in the listen queue when the open fails.
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -2348,6 +2562,45 @@ Deno.test("postgres store: a port that closes every connection without a Postgre
         await serving.catch(() => {});
       }
     });
+  }
+});
+
+Deno.test("postgres store: a server starting up or shutting down is named as such, not unreachable", async () => {
+  // What PostgreSQL answers a connection while it starts (or recovers after a crash), or stops.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const fields = "SFATAL\0C57P03\0Mthe database system is starting up\0\0";
+  const message = new Uint8Array(5 + fields.length);
+  message[0] = "E".charCodeAt(0);
+  new DataView(message.buffer).setInt32(1, 4 + fields.length);
+  message.set(new TextEncoder().encode(fields), 5);
+  const serving = (async () => {
+    for await (const conn of listener) {
+      try {
+        await conn.read(new Uint8Array(1024)); // the startup message
+        await conn.write(message);
+      } catch {
+        // the client went first
+      }
+      conn.close();
+    }
+  })();
+  try {
+    const error = await storeError(
+      openPostgresStore(`postgres://status:secret-pw@127.0.0.1:${port}/status`, {
+        connectTimeoutSecs: 2,
+        queryTimeoutSecs: 2,
+      }),
+      /^cannot open database postgres:\/\/status:\*\*\*@127\.0\.0\.1:\d+\/status: /,
+    );
+    assert.match(
+      error.message,
+      /: the server does not take connections now \(57P03 the database system is starting up\); start status again once it does$/,
+    );
+    assert.ok(error instanceof StoreUnavailableError, error.name);
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
   }
 });
 
