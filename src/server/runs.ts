@@ -52,7 +52,7 @@ import {
 } from "../store/mod.ts";
 import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
-import type { Clock, TimerId } from "./clock.ts";
+import { type Clock, monotonicNow, type TimerId } from "./clock.ts";
 import type { CommandChange, CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
 import { queryError, refuseMistypedQuery } from "./query.ts";
@@ -1061,9 +1061,10 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       onError: (error) =>
         log.warning("event stream of run {runId} failed: {error}", { runId: id, error }),
       async step(send) {
-        const began = clock.now();
+        // On the monotonic clock: a wall clock stepped during the read is no long read.
+        const began = monotonicNow(clock);
         const run = await store.getRun(id);
-        const readMs = clock.now() - began;
+        const readMs = monotonicNow(clock) - began;
         if (!run) {
           send("error", { error: `run ${id} no longer exists` }, String(++sent));
           return "end";

@@ -966,6 +966,46 @@ Deno.test("a run's event stream pauses between two reads four times as long as a
   }
 });
 
+Deno.test("a run's event stream reads again after its least pause when the wall clock steps during a read", async () => {
+  // The read's time was measured on the wall clock: an hour stepped forward during a read (NTP,
+  // a resumed VM) made the pause four hours, and the follower was told nothing meanwhile.
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  const clock = new SteppedClock();
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  let reads = 0;
+  const store = withMethod(inner, "getRun", (getRun) => async (id) => {
+    reads++;
+    const run = await getRun(id);
+    clock.offsetMs += 3_600_000;
+    return run;
+  });
+  const { dashboard, events, close } = await followRunR(store, clock);
+  try {
+    assert.equal((await events.next()).value!.event, "status");
+    await settle();
+    const before = reads;
+    await inner.claimNext({ agentId: "a1", deploymentHash: "default", now, deliveryLeaseMs: 1 });
+    await dashboard.runs.sweep();
+    await settle();
+    await clock.advanceAsync(MIN_SNAPSHOT_PAUSE_MS);
+    const next = (await events.next()).value!;
+    assert.equal(next.event, "status");
+    assert.equal(JSON.parse(next.data).agents[0].state, "delivered");
+    assert.equal(reads, before + 1);
+  } finally {
+    await close();
+  }
+});
+
 Deno.test("a step asked for its run while a sweep's step is queued shares that step", async () => {
   using _logs = captureLogs();
   await using inner = openSqliteStore(":memory:");
