@@ -36,6 +36,9 @@ export class FakeClock extends SharedFakeClock {
   override now(): number {
     return this.#real ? Date.now() : super.now();
   }
+  override monotonic(): number {
+    return this.#real ? systemClock.monotonic!() : super.monotonic();
+  }
   override setTimeout(fn: () => void, ms: number): TimerId {
     return this.#real ? systemClock.setTimeout(fn, ms) : super.setTimeout(fn, ms);
   }
