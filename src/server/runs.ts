@@ -126,7 +126,7 @@ interface RunQueue {
    * after it (read then, with every target's command and output).
    */
   pending: { step: Promise<RunRecord | null>; full: boolean; hurry?: () => void } | null;
-  /** When the next step nobody waits for may start (the clock's ms): see {@link STEP_PAUSE_FACTOR}. */
+  /** When the next step nobody waits for may start (the clock's monotonic ms): see {@link STEP_PAUSE_FACTOR}. */
   notBefore: number;
   /**
    * The run as its listeners were last told of it (the scheduler's own copy: a command's change
@@ -239,11 +239,13 @@ export class RunScheduler {
         if (!pending.full) await this.#pause(state, pending);
         state.pending = null;
         const { clock } = this.#options;
-        const began = clock.now();
+        // On the monotonic clock: a wall clock set back an hour must not hold the next step
+        // for that hour.
+        const began = monotonicNow(clock);
         try {
           return await this.#step(runId, pending.full);
         } finally {
-          const ended = clock.now();
+          const ended = monotonicNow(clock);
           state.notBefore = ended +
             Math.min(MAX_STEP_PAUSE_MS, (ended - began) * STEP_PAUSE_FACTOR);
         }
@@ -348,7 +350,7 @@ export class RunScheduler {
   /** Waits until the run's next step may start, or until a caller wants the run at once. */
   #pause(state: RunQueue, pending: NonNullable<RunQueue["pending"]>): Promise<void> {
     const { clock } = this.#options;
-    const wait = state.notBefore - clock.now();
+    const wait = state.notBefore - monotonicNow(clock);
     if (wait <= 0 || this.#closed) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = clock.setTimeout(() => {
