@@ -1,1 +1,0 @@
-const t=performance.now(); while (performance.now()-t < 2000) {}
