@@ -89,6 +89,13 @@ export interface Clock {
   /** The current time in milliseconds since the epoch. */
   now(): number;
   /**
+   * Milliseconds on a clock that no step of the wall clock moves (an NTP step, a resumed VM), for
+   * measuring how long something took; only differences mean anything.
+   *
+   * @default {now()}
+   */
+  monotonic?(): number;
+  /**
    * Waits `ms` milliseconds, or less when `signal` aborts; never rejects.
    *
    * @param ms How long to wait.
@@ -109,6 +116,23 @@ export interface Clock {
    * @param id The handle from {@link Clock.setTimeout}.
    */
   clearTimeout(id: TimerId | undefined): void;
+}
+
+/**
+ * The clock's monotonic time (its wall time when it has none): what durations are measured on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FakeClock, monotonicNow } from "./clock.ts";
+ * assert.equal(monotonicNow(new FakeClock(5)), 5);
+ * ```
+ *
+ * @param clock The clock.
+ * @returns Milliseconds; only differences mean anything.
+ */
+export function monotonicNow(clock: Pick<Clock, "now" | "monotonic">): number {
+  return clock.monotonic?.() ?? clock.now();
 }
 
 /**
@@ -197,9 +221,13 @@ const runtimeTimers = longTimers({
   clearTimeout: (id) => clearTimeout(id as number | undefined),
 });
 
-/** The real clock: `Date.now()` and real timers (delays beyond {@link MAX_TIMER_MS} too). */
+/**
+ * The real clock: `Date.now()`, `performance.now()` as its monotonic time, and real timers
+ * (delays beyond {@link MAX_TIMER_MS} too).
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   sleep: abortableSleep,
   setTimeout: runtimeTimers.setTimeout,
   clearTimeout: runtimeTimers.clearTimeout,
@@ -243,6 +271,11 @@ export class FakeClock implements Clock {
 
   /** The current fake time. */
   now(): number {
+    return this.#now;
+  }
+
+  /** The fake time too: what {@link FakeClock.advance} moves, and timers are due on. */
+  monotonic(): number {
     return this.#now;
   }
 

@@ -5,4 +5,11 @@
  * @module
  */
 
-export { abortableSleep, type Clock, FakeClock, systemClock, type TimerId } from "../clock.ts";
+export {
+  abortableSleep,
+  type Clock,
+  FakeClock,
+  monotonicNow,
+  systemClock,
+  type TimerId,
+} from "../clock.ts";

@@ -8,7 +8,7 @@
 import type { ReportRequest } from "../protocol/mod.ts";
 import { logger } from "../log/mod.ts";
 import { retryWhile } from "./backoff.ts";
-import type { Clock } from "./clock.ts";
+import { type Clock, monotonicNow } from "./clock.ts";
 import {
   type DashboardClient,
   isTransient,
@@ -126,7 +126,8 @@ export class ResultReporter {
     if (signal.aborted) {
       const budget = clock.setTimeout(() => overdue.abort(), STOPPING_REPORT_MS);
       const until = AbortSignal.any([stopNow, overdue.signal]);
-      const endsAt = clock.now() + STOPPING_REPORT_MS;
+      // On the monotonic clock, as the budget's timer is: a wall clock step is no time spent.
+      const endsAt = monotonicNow(clock) + STOPPING_REPORT_MS;
       try {
         // Never sooner than a Retry-After says; one that ends past the budget is not waited for
         // (the result stays in the outbox for the next start).
@@ -134,7 +135,7 @@ export class ResultReporter {
           () => this.#send(report, until),
           (result) =>
             isTransient(result) &&
-            !(result.kind === "throttled" && clock.now() + result.retryAfterMs > endsAt),
+            !(result.kind === "throttled" && monotonicNow(clock) + result.retryAfterMs > endsAt),
           {
             retries: 3,
             initialDelayMs: this.#options.retryDelayMs,

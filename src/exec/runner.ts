@@ -30,7 +30,7 @@ import {
   unrunnableBy,
 } from "./sandbox.ts";
 import { DEFAULT_COMMAND_TIMEOUT_SECS, DEFAULT_MAX_TIMEOUT_SECS } from "../defaults.ts";
-import { type Clock, systemClock, type TimerId } from "../clock.ts";
+import { type Clock, monotonicNow, systemClock, type TimerId } from "../clock.ts";
 import { ownUid } from "../own_files.ts";
 import { checkOptionNames, type OptionNames } from "../options.ts";
 
@@ -903,9 +903,10 @@ async function supervise(
   command: CommandOptions,
   clock: Clock,
 ): Promise<ExecResult> {
-  const spawnedAt = clock.now();
-  // A wall clock stepped back must not make a negative time.
-  const sinceSpawn = () => Math.max(0, clock.now() - spawnedAt);
+  // On the monotonic clock, as the phases' timers are: a wall clock stepped by an hour during the
+  // run (NTP, a resumed VM) must not make it an hour long, or negative.
+  const spawnedAt = monotonicNow(clock);
+  const sinceSpawn = () => Math.max(0, monotonicNow(clock) - spawnedAt);
   const pid = child.pid;
   const { timeoutSecs } = context;
   const deadlineMs = timeoutSecs * 1000;

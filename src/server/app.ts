@@ -38,7 +38,7 @@ import {
 import { RefusalLines } from "../log/refusal_lines.ts";
 import { foreignBrowserRequest, type GuardedRequest, isApiPath } from "./browser_guard.ts";
 import { CancelWaiters } from "./cancel_waiters.ts";
-import type { Clock } from "./clock.ts";
+import { type Clock, monotonicNow } from "./clock.ts";
 import type { ServerEnv } from "./env.ts";
 import { errorHandler, notFoundHandler } from "./error_handler.ts";
 import { CommandEvents, eventRoutes } from "./events.ts";
@@ -181,7 +181,8 @@ export function createApp(options: AppOptions): DashboardApp {
     read: () => storeHealth.read(),
     failed: (error, read) => storeHealth.failed(error, read),
   });
-  const startedAt = clock.now();
+  // On the monotonic clock, as uptime is measured: a wall clock step is no uptime.
+  const startedAt = monotonicNow(clock);
   // A store shared by several instances (PostgreSQL): events between them, request ids in the
   // database, and a store that can go away and come back.
   const shared = isSharedStore(store) ? store : null;

@@ -5,4 +5,4 @@
  * @module
  */
 
-export { type Clock, FakeClock, systemClock, type TimerId } from "../clock.ts";
+export { type Clock, FakeClock, monotonicNow, systemClock, type TimerId } from "../clock.ts";

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { type Clock, systemClock, type TimerId } from "./clock.ts";
+import { type Clock, monotonicNow, systemClock, type TimerId } from "./clock.ts";
 
 /** Longest delay `setTimeout` accepts, in ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -23,8 +23,9 @@ export interface DeadlinesOptions<T> {
   /** Called with each item whose deadline passed (it is already removed). */
   onExpire(item: T): void;
   /**
-   * The clock the deadlines are measured and timed on; tests inject a fake one and advance it
-   * (or call {@link Deadlines.expireDue} after moving it).
+   * The clock the deadlines are measured and timed on (its monotonic time, so that a wall clock
+   * stepped back does not hold every wait for the step, nor one stepped forward end them all);
+   * tests inject a fake one and advance it (or call {@link Deadlines.expireDue} after moving it).
    * @default {systemClock}
    */
   clock?: Clock;
@@ -69,7 +70,7 @@ export class Deadlines<T> {
     this.#clock = options.clock ?? systemClock;
   }
 
-  /** When the one timer fires next, in the clock's ms; `null` when nothing is armed. */
+  /** When the one timer fires next, in the clock's monotonic ms; `null` when nothing is armed. */
   get armedAt(): number | null {
     return this.#armedAt;
   }
@@ -87,7 +88,7 @@ export class Deadlines<T> {
    * @returns The bucket key; pass it to {@link Deadlines.delete}.
    */
   add(item: T, timeoutMs: number): number {
-    const key = Math.ceil((this.#clock.now() + Math.max(0, timeoutMs)) / BUCKET_MS);
+    const key = Math.ceil((monotonicNow(this.#clock) + Math.max(0, timeoutMs)) / BUCKET_MS);
     let bucket = this.#buckets.get(key);
     if (!bucket) {
       bucket = new Set();
@@ -114,7 +115,7 @@ export class Deadlines<T> {
 
   /** Ends every item whose bucket is due by the clock's now, then re-arms for the next bucket. */
   expireDue(): void {
-    const now = this.#clock.now();
+    const now = monotonicNow(this.#clock);
     for (const [key, bucket] of this.#buckets) {
       if (key * BUCKET_MS > now) continue;
       this.#buckets.delete(key);
@@ -136,7 +137,7 @@ export class Deadlines<T> {
     if (this.#armedAt === at) return;
     this.#clock.clearTimeout(this.#timer);
     this.#armedAt = at;
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#clock.now()));
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - monotonicNow(this.#clock)));
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.#armedAt = null;

@@ -13,7 +13,7 @@
  */
 import { auditLogger } from "../log/mod.ts";
 import { AGENT_INSTANCE_HEADER, INSTANCE_ID_PATTERN } from "../protocol/mod.ts";
-import type { Clock } from "./clock.ts";
+import { type Clock, monotonicNow } from "./clock.ts";
 import { HttpError } from "./http_error.ts";
 import type { AgentCall, HeaderReader } from "./auth/call.ts";
 import { noteCallRefusal } from "./auth/refuse.ts";
@@ -22,7 +22,7 @@ interface Holder {
   instance: string;
   /** Open waits and cancel-waits. */
   open: number;
-  /** When it was last active (a request started or ended), in ms. */
+  /** When it was last active (a request started or ended), in ms of the monotonic clock. */
   activeAt: number;
   /** The timeout of its last wait, in ms. */
   timeoutMs: number;
@@ -53,7 +53,7 @@ class Hold implements InstanceHold {
     if (holder === undefined) return;
     this.#holder = undefined;
     holder.open--;
-    holder.activeAt = this.#clock.now();
+    holder.activeAt = monotonicNow(this.#clock);
   }
 }
 
@@ -79,7 +79,7 @@ export class InstanceRegistry {
    */
   constructor(clock: Clock) {
     this.#clock = clock;
-    this.#sweptAt = clock.now();
+    this.#sweptAt = monotonicNow(clock);
   }
 
   /** Agent ids whose instance is remembered (tests). */
@@ -131,7 +131,9 @@ export class InstanceRegistry {
   enter(agentId: string, call: AgentCall, timeoutMs: number, check = true): InstanceHold {
     const instance = InstanceRegistry.of(call);
     if (instance === undefined) return NO_HOLD;
-    const now = this.#clock.now();
+    // On the monotonic clock: a wall clock set back an hour kept a process that had stopped
+    // polling "connected" for that hour, and its agent's next process was refused.
+    const now = monotonicNow(this.#clock);
     this.#sweep(now);
     let holder = this.#holders.get(agentId);
     if (holder && holder.instance !== instance) {

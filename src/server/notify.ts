@@ -38,7 +38,7 @@ import {
   StoreUnavailableError,
   type WatchedFileStore,
 } from "../store/mod.ts";
-import { type Clock, systemClock, type TimerId } from "./clock.ts";
+import { type Clock, monotonicNow, systemClock, type TimerId } from "./clock.ts";
 import type { CancelWaiters } from "./cancel_waiters.ts";
 import { HttpError } from "./http_error.ts";
 import type { WaiterHub } from "./waiters.ts";
@@ -93,7 +93,7 @@ export class StoreAvailability {
   #down: { since: number; error: string } | null = null;
   #timer: TimerId | undefined;
   #delay: number;
-  /** When the store last came back, or `null`. */
+  /** When the store last came back (the clock's monotonic ms), or `null`. */
   #recoveredAt: number | null = null;
   /** Since when, and why, this instance has not heard the other instances' events, or `null`. */
   #deaf: { since: number; error: string } | null = null;
@@ -138,7 +138,9 @@ export class StoreAvailability {
       // instance needs, e.g. a connection to listen on): the probes keep backing off instead of
       // starting again at the first delay, which made the health flap several times a second.
       const maxDelay = this.#options.maxDelayMs ?? 5000;
-      const relapse = this.#recoveredAt !== null && now - this.#recoveredAt < maxDelay;
+      // On the monotonic clock: a wall clock set back made every outage for that long a relapse.
+      const relapse = this.#recoveredAt !== null &&
+        monotonicNow(this.#clock) - this.#recoveredAt < maxDelay;
       this.#delay = relapse ? Math.min(this.#delay * 2, maxDelay) : this.#options.minDelayMs ?? 250;
       this.#down = { since: now, error: error.message };
       log.error("store unavailable: {error}; retrying with backoff", { error: error.message });
@@ -241,7 +243,7 @@ export class StoreAvailability {
       const now = this.#clock.now();
       const since = this.#down?.since ?? now;
       this.#down = null;
-      this.#recoveredAt = now;
+      this.#recoveredAt = monotonicNow(this.#clock);
       log.info("store reachable again after {secs} s", {
         secs: Math.round((now - since) / 100) / 10,
       });

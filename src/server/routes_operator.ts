@@ -23,6 +23,7 @@ import { HttpError } from "./http_error.ts";
 import { queryError, refuseMistypedQuery } from "./query.ts";
 import { STORE_RETRY_AFTER_SECS } from "./notify.ts";
 import type { RouteDeps } from "./route_deps.ts";
+import { monotonicNow } from "./clock.ts";
 import { listCursor, parseListCursor } from "./list_cursor.ts";
 import { every } from "hono/combine";
 import { commandSummaryView, commandView } from "./views.ts";
@@ -36,7 +37,7 @@ const audit = auditLogger();
  *
  * @param app The Hono app.
  * @param deps The shared parts.
- * @param startedAt When the dashboard started, in ms.
+ * @param startedAt When the dashboard started, in ms of the clock's monotonic time.
  */
 export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt: number): void {
   const { store, clock, hub } = deps;
@@ -104,7 +105,7 @@ export function operatorRoutes(app: Hono<ServerEnv>, deps: RouteDeps, startedAt:
       store,
       ...(reveals ? deps.availability.sharedHealth(true) : shared),
       time: new Date(clock.now()).toISOString(),
-      uptime_secs: Math.max(0, Math.round((clock.now() - startedAt) / 1000)),
+      uptime_secs: Math.max(0, Math.round((monotonicNow(clock) - startedAt) / 1000)),
     }, store.status === "ok" ? 200 : 503);
   });
 

@@ -52,7 +52,7 @@ import {
 } from "../store/mod.ts";
 import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
-import type { Clock, TimerId } from "./clock.ts";
+import { type Clock, monotonicNow, type TimerId } from "./clock.ts";
 import type { CommandChange, CommandEvents } from "./events.ts";
 import { HttpError } from "./http_error.ts";
 import { queryError, refuseMistypedQuery } from "./query.ts";
@@ -126,7 +126,7 @@ interface RunQueue {
    * after it (read then, with every target's command and output).
    */
   pending: { step: Promise<RunRecord | null>; full: boolean; hurry?: () => void } | null;
-  /** When the next step nobody waits for may start (the clock's ms): see {@link STEP_PAUSE_FACTOR}. */
+  /** When the next step nobody waits for may start (the clock's monotonic ms): see {@link STEP_PAUSE_FACTOR}. */
   notBefore: number;
   /**
    * The run as its listeners were last told of it (the scheduler's own copy: a command's change
@@ -239,11 +239,13 @@ export class RunScheduler {
         if (!pending.full) await this.#pause(state, pending);
         state.pending = null;
         const { clock } = this.#options;
-        const began = clock.now();
+        // On the monotonic clock: a wall clock set back an hour must not hold the next step
+        // for that hour.
+        const began = monotonicNow(clock);
         try {
           return await this.#step(runId, pending.full);
         } finally {
-          const ended = clock.now();
+          const ended = monotonicNow(clock);
           state.notBefore = ended +
             Math.min(MAX_STEP_PAUSE_MS, (ended - began) * STEP_PAUSE_FACTOR);
         }
@@ -348,7 +350,7 @@ export class RunScheduler {
   /** Waits until the run's next step may start, or until a caller wants the run at once. */
   #pause(state: RunQueue, pending: NonNullable<RunQueue["pending"]>): Promise<void> {
     const { clock } = this.#options;
-    const wait = state.notBefore - clock.now();
+    const wait = state.notBefore - monotonicNow(clock);
     if (wait <= 0 || this.#closed) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = clock.setTimeout(() => {
@@ -1061,9 +1063,10 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
       onError: (error) =>
         log.warning("event stream of run {runId} failed: {error}", { runId: id, error }),
       async step(send) {
-        const began = clock.now();
+        // On the monotonic clock: a wall clock stepped during the read is no long read.
+        const began = monotonicNow(clock);
         const run = await store.getRun(id);
-        const readMs = clock.now() - began;
+        const readMs = monotonicNow(clock) - began;
         if (!run) {
           send("error", { error: `run ${id} no longer exists` }, String(++sent));
           return "end";

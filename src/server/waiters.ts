@@ -225,7 +225,7 @@ export class WaiterHub {
     return count;
   }
 
-  /** When the one timeout timer fires next (the hub's clock, ms); `null` when none is armed. */
+  /** When the one timeout timer fires next (the hub's clock's monotonic ms); `null` when none is armed. */
   get timeoutArmedAt(): number | null {
     return this.#deadlines.armedAt;
   }

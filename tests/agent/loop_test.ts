@@ -1487,6 +1487,58 @@ Deno.test("shutdown with a running command", async (t) => {
     },
   );
 
+  await t.step(
+    "a report asked to wait within the stop's 10 s is sent again, whatever the wall clock did",
+    async () => {
+      // What was left of the 10 s was measured on the wall clock: one stepped forward an hour
+      // (NTP) made a Retry-After of 2 s "past the budget", and the result stayed in the outbox.
+      using _logs = captureLogs();
+      const executor = new FakeExecutor();
+      executor.behaviour = cancellable(new Promise(() => {}));
+      const state = memoryAgentState();
+      const clock = new SteppedClock();
+      let waits = 0;
+      let reports = 0;
+      const fakeFetch: typeof fetch = (input, init) => {
+        const path = new URL(String(input)).pathname;
+        const signal = init!.signal!;
+        if (path.endsWith("/ack")) return Promise.resolve(Response.json({ ok: true }));
+        if (path.includes("/wait/") && waits++ === 0) {
+          return Promise.resolve(Response.json(command("cmd-1", "sleep 100")));
+        }
+        if (path.endsWith("/report")) {
+          if (reports++ > 0) return Promise.resolve(Response.json({ ok: true }));
+          clock.offsetMs += 3_600_000;
+          return Promise.resolve(
+            Response.json({ error: "slow down" }, { status: 429, headers: { "Retry-After": "2" } }),
+          );
+        }
+        return new Promise((_resolve, reject) => {
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        });
+      };
+      const stop = new AbortController();
+      const done = runAgent({
+        dashboardUrl: "http://dashboard.test",
+        agentId: "agent-1",
+        heartbeat: false,
+        liveOutput: false,
+        shutdownGraceSecs: 0.5,
+        executor,
+        state,
+        clock,
+        fetch: fakeFetch,
+      }, stop.signal);
+      await eventually(() => executor.runs.length === 1);
+      stop.abort();
+      await advanceUntil(clock, () => reports >= 2, 100, "the report sent again");
+      const summary = await done;
+      assert.equal(summary.reportsPending, 0);
+      assert.equal(state.outbox.get("cmd-1"), undefined);
+      state[Symbol.dispose]();
+    },
+  );
+
   await t.step("a second stop cancels at once and leaves the result in the outbox", async () => {
     using _logs = captureLogs();
     await using stub = new StubDashboard();

@@ -160,10 +160,14 @@ export interface FakeClockRun {
  *
  * @param name The command line.
  * @param options The run's options (its `clock` is replaced).
+ * @param clock The fake clock (one whose wall time the test can step).
  * @returns The clock, the result and a way to wait until the command runs.
  */
-export function runOnFakeClock(name: string, options: RunOptions): FakeClockRun {
-  const clock = new FakeClock(0);
+export function runOnFakeClock(
+  name: string,
+  options: RunOptions,
+  clock: FakeClock = new FakeClock(0),
+): FakeClockRun {
   const decoder = new TextDecoder();
   let stdout = "";
   let settled = false;

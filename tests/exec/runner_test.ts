@@ -20,6 +20,7 @@ import {
   survivors,
 } from "./helpers.ts";
 import { until } from "../_until.ts";
+import { FakeClock } from "../../src/clock.ts";
 import { extraEnvBytes, MAX_ENV_STRING_BYTES, MAX_EXTRA_ENV_BYTES } from "../../src/exec/env.ts";
 import { MAX_ARGS, MAX_COMMAND_LINE_LENGTH } from "../../src/exec/parse.ts";
 
@@ -43,6 +44,42 @@ Deno.test("executor runs an allowed command and reports its output", async () =>
     stdout_truncated_bytes: 0,
     stderr_truncated_bytes: 0,
   });
+});
+
+Deno.test("executor measures the deadline phases on the monotonic clock, whatever the wall clock does", async (t) => {
+  // The times in the report were measured on the wall clock: an hour stepped forward during a
+  // 1 s run (NTP, a resumed VM) made it "SIGTERM was sent at 1 h 0 min 0.9 s", an hour long.
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  for (const stepMs of [3_600_000, -3_600_000, 86_400_000]) {
+    await t.step(`a wall clock stepped by ${stepMs / 1000} s`, async () => {
+      const warnings: DeadlineWarning[] = [];
+      const clock = new SteppedClock(0);
+      const run = runOnFakeClock("sleep 30", {
+        policy: defaultPolicy(),
+        timeoutSecs: 1,
+        onWarning: (warning) => warnings.push(warning),
+      }, clock);
+      await run.ready();
+      clock.offsetMs += stepMs;
+      run.clock.advance(800);
+      assert.equal(warnings[0]?.elapsedSecs, 0.8);
+      run.clock.advance(100);
+      const result = await run.result;
+      assert.equal(result.status, "timeout");
+      assert.equal(
+        result.error,
+        "deadline of 1 s: SIGTERM was sent at 0.9 s (90 % of it); it ended by SIGTERM at 0.9 s",
+      );
+      assert.equal(result.duration_secs, 0.9);
+      // The times of day are the wall clock's.
+      assert.equal(Date.parse(result.completed_at!) - Date.parse(result.started_at!), stepMs + 900);
+    });
+  }
 });
 
 Deno.test("executor stops a command at its deadline in phases", async (t) => {

@@ -29,12 +29,17 @@ export const T0 = Date.UTC(2026, 0, 12, 10, 0, 0);
  */
 export class FakeClock extends SharedFakeClock {
   readonly #real: boolean;
+  /** How far the wall time is stepped from the fake time (an NTP step), in ms; timers ignore it. */
+  wallStepMs = 0;
   constructor(start = T0, real = false) {
     super(start);
     this.#real = real;
   }
   override now(): number {
-    return this.#real ? Date.now() : super.now();
+    return (this.#real ? Date.now() : super.now()) + this.wallStepMs;
+  }
+  override monotonic(): number {
+    return this.#real ? systemClock.monotonic!() : super.monotonic();
   }
   override setTimeout(fn: () => void, ms: number): TimerId {
     return this.#real ? systemClock.setTimeout(fn, ms) : super.setTimeout(fn, ms);

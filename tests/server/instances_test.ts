@@ -38,3 +38,26 @@ Deno.test("agent ids that stopped polling are forgotten, so ids that come and go
   assert.throws(() => registry.enter("web-1", call("web-1-b"), WAIT_MS), /already connected/);
   held.leave();
 });
+
+Deno.test("an agent's next process is taken once the last one stopped, whatever the wall clock did", () => {
+  // Connected was "now minus the last activity is under the wait's timeout" on the wall clock: a
+  // dashboard clock set back an hour (NTP, a resumed VM) made it so for that hour, and a
+  // restarted agent was refused as a second process.
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  const clock = new SteppedClock(1_000_000);
+  const registry = new InstanceRegistry(clock);
+  const WAIT_MS = 30_000;
+  registry.enter("web-1", call("web-1-a"), WAIT_MS).leave();
+  clock.offsetMs -= 3_600_000;
+  // Within the wait's timeout the id is still its old process's.
+  clock.advance(WAIT_MS - 1);
+  assert.throws(() => registry.enter("web-1", call("web-1-b"), WAIT_MS), /already connected/);
+  clock.advance(1);
+  registry.enter("web-1", call("web-1-b"), WAIT_MS).leave();
+  assert.equal(registry.holder("web-1"), "web-1-b");
+});

@@ -378,6 +378,21 @@ Deno.test("operator API lists commands newest first and agents with their state"
   });
 });
 
+Deno.test("health's uptime counts the time the dashboard ran, whatever its wall clock did", async (t) => {
+  // It was the wall time since the start: a clock set back an hour (NTP, a resumed VM) said 0 s
+  // for that hour, and one set forward added the hour.
+  for (const stepMs of [-3_600_000, 3_600_000]) {
+    await t.step(`a wall clock stepped by ${stepMs / 1000} s`, async () => {
+      await using d = await makeDashboard();
+      d.clock.advance(10_000);
+      d.clock.wallStepMs = stepMs;
+      const body = await json(await d.dashboard.app.request("/health"));
+      assert.equal(body.uptime_secs, 10);
+      assert.equal(body.time, new Date(T0 + 10_000 + stepMs).toISOString());
+    });
+  }
+});
+
 Deno.test("operator API pages the commands list by the cursor of the page before", async () => {
   await using d = await makeDashboard();
   await enqueue(d, { id: "c1", name: "echo 1" });

@@ -634,11 +634,10 @@ Deno.test("a sweep reads no command output; a step asked for its run answers all
  * A scheduler on `inner` as the dashboard has it (the store observed, so that its changes reach
  * the scheduler), the calls of each store method counted, a fake clock, no sweep timer.
  */
-function countedScheduler(inner: CommandStore) {
+function countedScheduler(inner: CommandStore, clock: FakeClock = new FakeClock()) {
   const { store: counted, calls } = countingStore(inner);
   const events = new CommandEvents();
   const store = observeStore(counted, { events });
-  const clock = new FakeClock();
   const scheduler = new RunScheduler({
     store,
     clock,
@@ -957,6 +956,46 @@ Deno.test("a run's event stream pauses between two reads four times as long as a
     assert.ok(READ_PAUSE_FACTOR * readMs > MIN_SNAPSHOT_PAUSE_MS * 10);
     assert.equal(reads, before, "no read within four times the last read's time");
     await clock.advanceAsync(READ_PAUSE_FACTOR * readMs);
+    const next = (await events.next()).value!;
+    assert.equal(next.event, "status");
+    assert.equal(JSON.parse(next.data).agents[0].state, "delivered");
+    assert.equal(reads, before + 1);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a run's event stream reads again after its least pause when the wall clock steps during a read", async () => {
+  // The read's time was measured on the wall clock: an hour stepped forward during a read (NTP,
+  // a resumed VM) made the pause four hours, and the follower was told nothing meanwhile.
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  const clock = new SteppedClock();
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  let reads = 0;
+  const store = withMethod(inner, "getRun", (getRun) => async (id) => {
+    reads++;
+    const run = await getRun(id);
+    clock.offsetMs += 3_600_000;
+    return run;
+  });
+  const { dashboard, events, close } = await followRunR(store, clock);
+  try {
+    assert.equal((await events.next()).value!.event, "status");
+    await settle();
+    const before = reads;
+    await inner.claimNext({ agentId: "a1", deploymentHash: "default", now, deliveryLeaseMs: 1 });
+    await dashboard.runs.sweep();
+    await settle();
+    await clock.advanceAsync(MIN_SNAPSHOT_PAUSE_MS);
     const next = (await events.next()).value!;
     assert.equal(next.event, "status");
     assert.equal(JSON.parse(next.data).agents[0].state, "delivered");
@@ -1537,6 +1576,66 @@ Deno.test("a step nobody waits for starts twice as long after the last step as i
       const cancelled = await scheduler.cancel("r");
       assert.equal(cancelled.outcome, "final", "the run had ended with a3");
     });
+  } finally {
+    scheduler.close();
+  }
+});
+
+Deno.test("a paced step starts after the pause however the wall clock was set back", async () => {
+  // The pause ended at a wall time: a clock set back an hour (NTP, a resumed VM) after a step
+  // held the run's next step, and every agent's part after it, for that hour.
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  const clock = new SteppedClock();
+  let steps = 0;
+  const slow = withMethod(inner, "stepRun", (stepRun) => async (...args) => {
+    steps++;
+    const outcome = await stepRun(...args);
+    clock.advance(100);
+    return outcome;
+  });
+  const { store, scheduler } = countedScheduler(slow, clock);
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1", "a2"], now);
+  try {
+    await scheduler.advance("r");
+    clock.offsetMs -= 3_600_000;
+    const at = clock.now();
+    await store.claimNext({
+      agentId: "a1",
+      deploymentHash: "default",
+      now: at,
+      deliveryLeaseMs: 1,
+    });
+    await store.ack({
+      commandId: "r:a1",
+      agentId: "a1",
+      attempt: 1,
+      now: at,
+      defaultTimeoutSecs: 60,
+    });
+    await store.report({
+      commandId: "r:a1",
+      agentId: "a1",
+      attempt: 1,
+      status: "success",
+      result: null,
+      error: null,
+      startedAt: null,
+      completedAt: null,
+      now: at,
+    });
+    const before = steps;
+    clock.advance(200);
+    await until(async () => (await inner.getCommand("r:a2")) !== null, "a2 starts");
+    assert.equal(steps, before + 1, "one step");
   } finally {
     scheduler.close();
   }

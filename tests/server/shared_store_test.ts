@@ -508,6 +508,40 @@ Deno.test("a store that stayed up a while starts probing at the first delay agai
   }
 });
 
+Deno.test("a store down a while after its recovery is probed at the first delay, whatever the wall clock did", async () => {
+  // A relapse was "now minus the recovery is under the longest delay" on the wall clock: one set
+  // back an hour (NTP, a resumed VM) made every outage in that hour a relapse, probed ever slower.
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  const clock = new SteppedClock();
+  const probes: number[] = [];
+  const availability = new StoreAvailability({
+    clock,
+    ping: () => {
+      probes.push(clock.monotonic());
+      return Promise.resolve();
+    },
+  });
+  try {
+    availability.observe(new StoreUnavailableError("restarting"));
+    await clock.advanceAsync(250);
+    assert.equal(availability.down, false);
+    clock.offsetMs -= 3_600_000;
+    await clock.advanceAsync(5000);
+    const start = clock.monotonic();
+    availability.observe(new StoreUnavailableError("restarting"));
+    await clock.advanceAsync(250);
+    assert.equal(availability.down, false);
+    assert.equal(probes.at(-1)! - start, 250);
+  } finally {
+    availability.close();
+  }
+});
+
 Deno.test("an agent waiting on another instance shows as online here, from its first wait on", async () => {
   const inner = openSqliteStore(":memory:");
   await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });

@@ -341,6 +341,39 @@ Deno.test("deadlines are coalesced per second under one timer, stopped when none
   }
 });
 
+Deno.test("deadlines follow the monotonic clock when the wall clock steps", async (t) => {
+  // They were measured on the wall clock: one set back an hour (NTP, a resumed VM) held every
+  // open wait an hour past its timeout (agents gave up on them as unanswered), and one set
+  // forward ended every wait at the next second.
+  class SteppedClock extends FakeClock {
+    offsetMs = 0;
+    override now(): number {
+      return super.now() + this.offsetMs;
+    }
+  }
+  for (const stepMs of [-3_600_000, 3_600_000]) {
+    await t.step(`a wall clock stepped by ${stepMs / 1000} s`, () => {
+      const clock = new SteppedClock(100_000);
+      const ended: string[] = [];
+      const deadlines = new Deadlines<string>({ clock, onExpire: (item) => ended.push(item) });
+      try {
+        deadlines.add("a", 1_000);
+        deadlines.add("b", 30_000);
+        clock.offsetMs += stepMs;
+        clock.advance(1_000);
+        assert.deepEqual(ended, ["a"]);
+        clock.advance(28_999);
+        assert.deepEqual(ended, ["a"]);
+        clock.advance(1);
+        assert.deepEqual(ended, ["a", "b"]);
+        assert.equal(deadlines.armedAt, null);
+      } finally {
+        deadlines.clear();
+      }
+    });
+  }
+});
+
 Deno.test("waiter hub ends waits of N s between N and N + 1 s by its clock, with one timer", async () => {
   const clock = new FakeClock(7_400);
   const hub = new WaiterHub({

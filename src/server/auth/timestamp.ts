@@ -47,7 +47,8 @@ export function checkTimestampOf(options: TimestampOptions, call: AgentCall): vo
       call,
       401,
       `X-Timestamp is ${Math.abs(shown)} s ${skew > 0 ? "ahead of" : "behind"} the ` +
-        `dashboard's clock (at most ${options.maxSkewSecs} s allowed); check the agent's clock`,
+        `dashboard's clock (at most ${options.maxSkewSecs} s allowed); one of the two clocks ` +
+        "is wrong: set the agent machine's or the dashboard's right (NTP)",
       "authentication failed",
       {
         details: {
