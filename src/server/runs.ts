@@ -133,6 +133,11 @@ interface RunQueue {
    * is written into it), or `null`: they are told of the next step whatever it finds.
    */
   told: RunState | null;
+  /**
+   * A cancel of the run is queued: a step under way enqueues no more of its parts (the cancel's
+   * own step enqueues them without handing them to their agents, and cancels them).
+   */
+  cancelling: boolean;
 }
 
 /** A read under way of a changed command's status: `again` when it changed since it began. */
@@ -265,10 +270,17 @@ export class RunScheduler {
     { outcome: "cancelled" | "final"; run: RunRecord } | { outcome: "not_found" }
   > {
     const state = this.#state(runId);
+    state.cancelling = true;
     // The step queued before the cancel does not pause: the operator waits.
     state.pending?.hurry?.();
     const job = state.tail.then(async () => {
-      const outcome = await this.#options.store.cancelRun(runId, this.#options.clock.now());
+      let outcome;
+      try {
+        outcome = await this.#options.store.cancelRun(runId, this.#options.clock.now());
+      } finally {
+        // Recorded (or nothing to cancel, or failed): the steps from now on read the run's own.
+        state.cancelling = false;
+      }
       if (outcome.outcome !== "cancelled") {
         // No such run, or one that had ended: nothing to keep for it (unless more is queued).
         if (state.tail === tail) this.#forget(runId, state);
@@ -339,7 +351,13 @@ export class RunScheduler {
     if (!state) {
       this.#states.set(
         runId,
-        state = { tail: Promise.resolve(), pending: null, told: null, notBefore: 0 },
+        state = {
+          tail: Promise.resolve(),
+          pending: null,
+          told: null,
+          notBefore: 0,
+          cancelling: false,
+        },
       );
     }
     return state;
@@ -390,6 +408,9 @@ export class RunScheduler {
     }
     let run = outcome.run;
     for (const target of outcome.toEnqueue) {
+      // A cancel came meanwhile (a run of 10,000 agents takes a while to enqueue): the rest are
+      // its step's, which does not hand them to their agents.
+      if (!run.cancelRequested && this.#states.get(runId)?.cancelling) break;
       // A failed enqueue is tried again by the next step (the sweep at the latest).
       await this.#options.enqueue(run, target);
     }
@@ -778,7 +799,7 @@ export async function enqueueRunCommand(
   target: RunTargetState,
 ): Promise<void> {
   const now = deps.clock.now();
-  const outcome = await enqueueAndWake(deps, {
+  const command = {
     id: target.commandId,
     agentId: target.agentId,
     name: run.name,
@@ -786,7 +807,12 @@ export async function enqueueRunCommand(
     fingerprint: enqueueFingerprint(target.agentId, { name: run.name, params: run.params }),
     now,
     expiresAt: now + (run.params.ttl_secs ?? deps.queueTtlSecs) * 1000,
-  });
+  };
+  // A part started before the run's cancel and enqueued only after it is stored for the step to
+  // cancel at once, not handed to a wait of its agent: it would run after the cancel.
+  const outcome = run.cancelRequested
+    ? await deps.store.enqueue(command)
+    : await enqueueAndWake(deps, command);
   if (outcome.outcome === "conflict") {
     log.error(
       "run {runId}: command id {commandId} is taken by another command; the run follows that one",

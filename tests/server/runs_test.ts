@@ -1903,3 +1903,108 @@ Deno.test("an enqueue naming a run's part reads that part alone, its command wit
   // Old behaviour: the run's every target was read for the one named: [1, 0, 3].
   assert.deepEqual([counted.reads, counted.output, counted.targets], [1, 0, 1]);
 });
+
+Deno.test("a part started but not enqueued when its run is cancelled is never delivered", async () => {
+  using _logs = captureLogs();
+  await using d = await makeDashboard();
+  const now = d.clock.now();
+  await createRunOf(d.store, "r-gone", ["a1"], now);
+  // The dashboard marked a1's part started, then died before the enqueue (or the enqueue failed).
+  const stepped = await d.store.stepRun("r-gone", now);
+  assert.deepEqual(stepped?.toEnqueue.map((t) => t.commandId), ["r-gone:a1"]);
+  // a1 waits for a command; the operator cancels the run.
+  // (The wait's timeout is real time: long enough for the cancel, short for the test.)
+  const wait = d.agent({ path: P.wait("default", 3) });
+  await until(() => d.dashboard.hub.size === 1, "a1's wait is open");
+  const cancelled = await d.admin("POST", "/api/v1/runs/r-gone/cancel");
+  assert.equal(cancelled.status, 200);
+  const run = (await json(cancelled)).run as RunView;
+  // Old behaviour: the cancel's step enqueued the part and answered a1's wait with it, and the
+  // run stayed `cancelling` until a1 ran it and stopped.
+  assert.equal(run.status, "cancelled");
+  assert.deepEqual(run.agents.map((a) => a.state), ["cancelled"]);
+  const answer = await wait;
+  assert.equal(answer.status, 204, "the wait ends with no command");
+  await answer.body?.cancel();
+});
+
+Deno.test("a cancel during a step's enqueues stops them: the rest are enqueued as cancelled", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  const agents = ["a1", "a2", "a3", "a4", "a5"];
+  for (const id of agents) await store.ensureAgent(id, now);
+  await store.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents },
+    fingerprint: "fp-r",
+    maxConcurrency: agents.length,
+    maxConcurrencySpec: null,
+    maxErrors: null,
+    targets: agents.map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+  // Whether the run was cancelled when each part was enqueued (a part enqueued after the cancel
+  // must not be handed to its agent).
+  const enqueued: [string, boolean][] = [];
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  let second!: () => void;
+  const atSecond = new Promise<void>((resolve) => second = resolve);
+  const clock = new FakeClock();
+  const scheduler = new RunScheduler({
+    store,
+    clock,
+    events: new CommandEvents(),
+    sweepMs: 0,
+    async enqueue(run, target) {
+      enqueued.push([target.agentId, run.cancelRequested]);
+      if (enqueued.length === 2) {
+        second();
+        await held;
+      }
+      await store.enqueue({
+        id: target.commandId,
+        agentId: target.agentId,
+        name: run.name,
+        params: run.params,
+        fingerprint: `fp-${target.commandId}`,
+        now: clock.now(),
+      });
+    },
+  });
+  try {
+    // The first step starts all five parts and enqueues them one by one; the cancel comes
+    // while the second is being enqueued.
+    const stepped = scheduler.advance("r");
+    await atSecond;
+    const cancelled = scheduler.cancel("r");
+    release();
+    await stepped;
+    const outcome = await cancelled;
+    assert.equal(outcome.outcome, "cancelled");
+    // Old behaviour: a3–a5 were enqueued (and handed to their agents' waits) by the step the
+    // cancel waited for, as if it had not come.
+    assert.deepEqual(enqueued, [
+      ["a1", false],
+      ["a2", false],
+      ["a3", true],
+      ["a4", true],
+      ["a5", true],
+    ]);
+    const run = await store.getRun("r");
+    assert.deepEqual(
+      run?.targets.map((t) => t.command?.status),
+      ["cancelled", "cancelled", "cancelled", "cancelled", "cancelled"],
+    );
+    assert.notEqual(run?.completedAt, null);
+  } finally {
+    scheduler.close();
+  }
+});
