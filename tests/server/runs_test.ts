@@ -2008,3 +2008,23 @@ Deno.test("a cancel during a step's enqueues stops them: the rest are enqueued a
     scheduler.close();
   }
 });
+
+Deno.test("every wrong max_concurrency is told what is right, also 0, negative and too large ones", async () => {
+  await using d = await makeDashboard();
+  for (const bad of [0, -3, 100_001, 1e300, 1.5, "0%", "150%", true, null]) {
+    const answer = await d.admin("POST", "/api/v1/runs", {
+      name: "echo hi",
+      target: { agents: ["a1"] },
+      max_concurrency: bad,
+    });
+    assert.equal(answer.status, 400, JSON.stringify(bad));
+    // Old behaviour for 0, -3 and 100001: "must be at least 1", "must be at most 100000", with no
+    // word of percentages.
+    assert.equal(
+      (await json(answer)).error,
+      'field "max_concurrency": a whole number from 1 to 100000, or a percentage from 1% to 100%',
+      JSON.stringify(bad),
+    );
+  }
+  assert.equal((await d.store.listRuns({ limit: 10 })).length, 0);
+});
