@@ -50,6 +50,7 @@ import {
   targetFinal,
   targetState,
 } from "../store/mod.ts";
+import { planRun } from "../store/runs.ts";
 import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import type { Clock, TimerId } from "./clock.ts";
@@ -243,6 +244,12 @@ export class RunScheduler {
       step: state.tail.then(async () => {
         if (!pending.full) await this.#pause(state, pending);
         state.pending = null;
+        // A cancel is queued after this step: a step that would start parts (only for the cancel
+        // to stop them: cancelled, failures, instead of skipped) is left to the cancel's own. One
+        // that starts nothing goes on: it may end the run, which the cancel then finds ended.
+        if (state.cancelling && await this.#wouldStart(runId)) {
+          return pending.full ? await this.#options.store.getRun(runId) : null;
+        }
         const { clock } = this.#options;
         const began = clock.now();
         try {
@@ -361,6 +368,12 @@ export class RunScheduler {
       );
     }
     return state;
+  }
+
+  /** Whether a step of the run now would start one of its parts. */
+  async #wouldStart(runId: string): Promise<boolean> {
+    const run = await this.#options.store.getRunState(runId);
+    return run !== null && run.completedAt === null && planRun(run).start.length > 0;
   }
 
   /** Waits until the run's next step may start, or until a caller wants the run at once. */

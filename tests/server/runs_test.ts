@@ -19,6 +19,7 @@ import {
   type CommandStore,
   openSqliteStore,
   StoreError,
+  targetState,
 } from "../../src/store/mod.ts";
 import {
   firstLine,
@@ -2027,4 +2028,84 @@ Deno.test("every wrong max_concurrency is told what is right, also 0, negative a
     );
   }
   assert.equal((await d.store.listRuns({ limit: 10 })).length, 0);
+});
+
+Deno.test("a step queued behind a cancel starts nothing: the parts not started are skipped", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const events = new CommandEvents();
+  const store = observeStore(inner, { events });
+  const now = Date.now();
+  const agents = ["a1", "a2", "a3", "a4"];
+  for (const id of agents) await inner.ensureAgent(id, now);
+  await inner.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents },
+    fingerprint: "fp-r",
+    maxConcurrency: 2,
+    maxConcurrencySpec: 2,
+    maxErrors: null,
+    targets: agents.map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  let second!: () => void;
+  const atSecond = new Promise<void>((resolve) => second = resolve);
+  let calls = 0;
+  const clock = new FakeClock();
+  const scheduler = new RunScheduler({
+    store,
+    clock,
+    events,
+    sweepMs: 0,
+    async enqueue(run, target) {
+      if (++calls === 2) {
+        second();
+        await held;
+      }
+      await store.enqueue({
+        id: target.commandId,
+        agentId: target.agentId,
+        name: run.name,
+        params: run.params,
+        fingerprint: `fp-${target.commandId}`,
+        now: clock.now(),
+      });
+    },
+  });
+  try {
+    // The first step starts a1 and a2; while a2's part is being enqueued, a1's command ends and
+    // the sweep queues a step, then the operator cancels.
+    const stepped = scheduler.advance("r");
+    await atSecond;
+    assert.equal((await store.cancel("r:a1", clock.now())).outcome, "cancelled");
+    const swept = scheduler.sweep();
+    await settle();
+    const cancelled = scheduler.cancel("r");
+    release();
+    await stepped;
+    await swept;
+    assert.equal((await cancelled).outcome, "cancelled");
+    await settle();
+    const run = await store.getRun("r");
+    // Old behaviour: the queued step started a3 before the cancel was recorded, and a3 got a
+    // command only to be cancelled: it showed `cancelled`, a failure, not `skipped`.
+    assert.deepEqual(run?.targets.map((t) => targetState(t)), [
+      "cancelled",
+      "cancelled",
+      "skipped",
+      "skipped",
+    ]);
+    assert.equal(await store.getCommand("r:a3"), null);
+    assert.notEqual(run?.completedAt, null);
+  } finally {
+    scheduler.close();
+  }
 });
