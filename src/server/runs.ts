@@ -288,9 +288,15 @@ export class RunScheduler {
         // Recorded (or nothing to cancel, or failed): the steps from now on read the run's own.
         state.cancelling = false;
       }
-      if (outcome.outcome !== "cancelled") {
-        // No such run, or one that had ended: nothing to keep for it (unless more is queued).
+      if (outcome.outcome === "not_found") {
+        // Nothing to keep for it (unless more is queued).
         if (state.tail === tail) this.#forget(runId, state);
+        return outcome;
+      }
+      if (outcome.outcome === "final") {
+        // The run had ended, or ended now (every part had, before a step said so): its listeners
+        // hear of it and its commands are no longer followed, as after the step that ends it.
+        await this.#step(runId, false);
         return outcome;
       }
       const run = await this.#step(runId, true);

@@ -18,6 +18,7 @@ import {
   type CommandResult,
   type CommandStore,
   openSqliteStore,
+  runStatus,
   StoreError,
   targetState,
 } from "../../src/store/mod.ts";
@@ -2106,6 +2107,60 @@ Deno.test("a step queued behind a cancel starts nothing: the parts not started a
     assert.equal(await store.getCommand("r:a3"), null);
     assert.notEqual(run?.completedAt, null);
   } finally {
+    scheduler.close();
+  }
+});
+
+Deno.test("a cancel that finds every part ended ends the run, and its followers hear of it", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { scheduler, clock } = countedScheduler(inner);
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1"], now);
+  await scheduler.advance("r");
+  let told = 0;
+  const unsubscribe = scheduler.subscribe("r", () => told++);
+  try {
+    // a1's part succeeds where the scheduler does not hear of it (another dashboard instance).
+    assert.equal(
+      (await inner.claimNext({
+        agentId: "a1",
+        deploymentHash: "default",
+        now,
+        deliveryLeaseMs: 30_000,
+      }))?.id,
+      "r:a1",
+    );
+    const reported = await inner.report({
+      commandId: "r:a1",
+      agentId: "a1",
+      attempt: 1,
+      status: "success",
+      result: {
+        exitCode: 0,
+        signal: null,
+        durationSecs: 0.1,
+        stdout: "hi\n",
+        stderr: "",
+        stdoutTruncatedBytes: 0,
+        stderrTruncatedBytes: 0,
+      },
+      error: null,
+      startedAt: null,
+      completedAt: null,
+      now,
+    });
+    assert.equal(reported.outcome, "accepted");
+    // Old behaviour: the run was recorded cancelled, though its every part had succeeded.
+    const outcome = await scheduler.cancel("r");
+    assert.equal(outcome.outcome, "final");
+    const run = await inner.getRun("r");
+    assert.equal(runStatus(run!), "succeeded");
+    assert.ok(told >= 1, "the run's followers are told it ended");
+    assert.equal(scheduler.trackedRuns, 0);
+  } finally {
+    unsubscribe();
     scheduler.close();
   }
 });
