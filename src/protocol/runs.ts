@@ -162,11 +162,15 @@ export const MAX_CONCURRENCY_RULE =
 
 /**
  * Schema of {@link MaxConcurrency}. One sentence for every wrong value: zod's own were
- * "Invalid input" for `1.5`, `true` or `null`, and "Too big" with no word of percentages.
+ * "Invalid input" for `1.5`, `true` or `null`, and "Too big" with no word of percentages. The
+ * count's bounds are a check of its own: a bound's issue is put in the API's words
+ * (`must be at least 1`), which said nothing of percentages either.
  */
 export const maxConcurrencySchema: z.ZodType<MaxConcurrency> = z.union([
-  z.number().int(MAX_CONCURRENCY_RULE).min(1, MAX_CONCURRENCY_RULE)
-    .max(MAX_CONCURRENCY_COUNT, MAX_CONCURRENCY_RULE),
+  z.number().refine(
+    (n) => Number.isInteger(n) && n >= 1 && n <= MAX_CONCURRENCY_COUNT,
+    MAX_CONCURRENCY_RULE,
+  ),
   z.string().regex(PERCENT_PATTERN, MAX_CONCURRENCY_RULE),
 ], MAX_CONCURRENCY_RULE);
 

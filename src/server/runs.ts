@@ -50,6 +50,7 @@ import {
   targetFinal,
   targetState,
 } from "../store/mod.ts";
+import { planRun } from "../store/runs.ts";
 import { jsonBody, remoteOf } from "./auth/mod.ts";
 import type { ServerEnv } from "./env.ts";
 import { type Clock, monotonicNow, type TimerId } from "./clock.ts";
@@ -133,6 +134,11 @@ interface RunQueue {
    * is written into it), or `null`: they are told of the next step whatever it finds.
    */
   told: RunState | null;
+  /**
+   * A cancel of the run is queued: a step under way enqueues no more of its parts (the cancel's
+   * own step enqueues them without handing them to their agents, and cancels them).
+   */
+  cancelling: boolean;
 }
 
 /** A read under way of a changed command's status: `again` when it changed since it began. */
@@ -238,6 +244,12 @@ export class RunScheduler {
       step: state.tail.then(async () => {
         if (!pending.full) await this.#pause(state, pending);
         state.pending = null;
+        // A cancel is queued after this step: a step that would start parts (only for the cancel
+        // to stop them: cancelled, failures, instead of skipped) is left to the cancel's own. One
+        // that starts nothing goes on: it may end the run, which the cancel then finds ended.
+        if (state.cancelling && await this.#wouldStart(runId)) {
+          return pending.full ? await this.#options.store.getRun(runId) : null;
+        }
         const { clock } = this.#options;
         // On the monotonic clock: a wall clock set back an hour must not hold the next step
         // for that hour.
@@ -267,13 +279,26 @@ export class RunScheduler {
     { outcome: "cancelled" | "final"; run: RunRecord } | { outcome: "not_found" }
   > {
     const state = this.#state(runId);
+    state.cancelling = true;
     // The step queued before the cancel does not pause: the operator waits.
     state.pending?.hurry?.();
     const job = state.tail.then(async () => {
-      const outcome = await this.#options.store.cancelRun(runId, this.#options.clock.now());
-      if (outcome.outcome !== "cancelled") {
-        // No such run, or one that had ended: nothing to keep for it (unless more is queued).
+      let outcome;
+      try {
+        outcome = await this.#options.store.cancelRun(runId, this.#options.clock.now());
+      } finally {
+        // Recorded (or nothing to cancel, or failed): the steps from now on read the run's own.
+        state.cancelling = false;
+      }
+      if (outcome.outcome === "not_found") {
+        // Nothing to keep for it (unless more is queued).
         if (state.tail === tail) this.#forget(runId, state);
+        return outcome;
+      }
+      if (outcome.outcome === "final") {
+        // The run had ended, or ended now (every part had, before a step said so): its listeners
+        // hear of it and its commands are no longer followed, as after the step that ends it.
+        await this.#step(runId, false);
         return outcome;
       }
       const run = await this.#step(runId, true);
@@ -341,10 +366,22 @@ export class RunScheduler {
     if (!state) {
       this.#states.set(
         runId,
-        state = { tail: Promise.resolve(), pending: null, told: null, notBefore: 0 },
+        state = {
+          tail: Promise.resolve(),
+          pending: null,
+          told: null,
+          notBefore: 0,
+          cancelling: false,
+        },
       );
     }
     return state;
+  }
+
+  /** Whether a step of the run now would start one of its parts. */
+  async #wouldStart(runId: string): Promise<boolean> {
+    const run = await this.#options.store.getRunState(runId);
+    return run !== null && run.completedAt === null && planRun(run).start.length > 0;
   }
 
   /** Waits until the run's next step may start, or until a caller wants the run at once. */
@@ -392,6 +429,9 @@ export class RunScheduler {
     }
     let run = outcome.run;
     for (const target of outcome.toEnqueue) {
+      // A cancel came meanwhile (a run of 10,000 agents takes a while to enqueue): the rest are
+      // its step's, which does not hand them to their agents.
+      if (!run.cancelRequested && this.#states.get(runId)?.cancelling) break;
       // A failed enqueue is tried again by the next step (the sweep at the latest).
       await this.#options.enqueue(run, target);
     }
@@ -780,7 +820,7 @@ export async function enqueueRunCommand(
   target: RunTargetState,
 ): Promise<void> {
   const now = deps.clock.now();
-  const outcome = await enqueueAndWake(deps, {
+  const command = {
     id: target.commandId,
     agentId: target.agentId,
     name: run.name,
@@ -788,7 +828,12 @@ export async function enqueueRunCommand(
     fingerprint: enqueueFingerprint(target.agentId, { name: run.name, params: run.params }),
     now,
     expiresAt: now + (run.params.ttl_secs ?? deps.queueTtlSecs) * 1000,
-  });
+  };
+  // A part started before the run's cancel and enqueued only after it is stored for the step to
+  // cancel at once, not handed to a wait of its agent: it would run after the cancel.
+  const outcome = run.cancelRequested
+    ? await deps.store.enqueue(command)
+    : await enqueueAndWake(deps, command);
   if (outcome.outcome === "conflict") {
     log.error(
       "run {runId}: command id {commandId} is taken by another command; the run follows that one",

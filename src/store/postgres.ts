@@ -99,7 +99,7 @@ import type {
   RunTargetRecord,
   RunTargetState,
 } from "./types.ts";
-import { planRun } from "./runs.ts";
+import { planRun, targetFinal } from "./runs.ts";
 import {
   type AckOutcome,
   type AckRequest,
@@ -2384,6 +2384,15 @@ export class PostgresStore implements CommandStore, SharedStore {
       const run = await this.#getRun(tx, id, true);
       if (!run) return { outcome: "not_found" };
       if (run.completedAt !== null) return { outcome: "final", run };
+      if (run.targets.every(targetFinal)) {
+        // Every part had ended, the step that says so not taken yet (another instance's, paused):
+        // the run ends as it would.
+        await tx.unsafe(`UPDATE runs SET updated_at = $1, completed_at = $1 WHERE id = $2`, [
+          now,
+          id,
+        ]);
+        return { outcome: "final", run: (await this.#getRun(tx, id))! };
+      }
       await tx.unsafe("UPDATE runs SET cancel_requested = true, updated_at = $1 WHERE id = $2", [
         now,
         id,

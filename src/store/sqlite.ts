@@ -80,7 +80,7 @@ import type {
   RunTargetRecord,
   RunTargetState,
 } from "./types.ts";
-import { planRun } from "./runs.ts";
+import { planRun, targetFinal } from "./runs.ts";
 import { checkBounds, checkChunkEnd, parseHeartbeat, planAppend } from "./_output.ts";
 import {
   checkAgentPage,
@@ -2081,6 +2081,12 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         const run = this.#getRunRow(id);
         if (!run) return { outcome: "not_found" };
         if (run.completedAt !== null) return { outcome: "final", run };
+        if (run.targets.every(targetFinal)) {
+          // Every part had ended, the step that says so not taken yet: the run ends as it would.
+          this.#stmt("UPDATE runs SET updated_at = ?, completed_at = ? WHERE id = ?")
+            .run(now, now, id);
+          return { outcome: "final", run: this.#getRunRow(id) as RunRecord };
+        }
         this.#stmt(
           "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
         ).run(now, id);

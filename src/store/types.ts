@@ -600,7 +600,10 @@ export interface RunStepOutcome {
 export type CancelRunOutcome =
   /** The cancel is recorded; targets not started are skipped (also when cancelled before). */
   | { outcome: "cancelled"; run: RunRecord }
-  /** The run had ended: nothing changed. */
+  /**
+   * The run had ended: nothing changed. Or every target was final, the step that ends the run
+   * not taken yet: the run is ended now (`completedAt`), not cancelled.
+   */
   | { outcome: "final"; run: RunRecord }
   | { outcome: "not_found" };
 

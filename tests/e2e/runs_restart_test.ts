@@ -1,7 +1,8 @@
 /**
  * A fan-out run survives a dashboard crash: `status serve` is killed with SIGKILL while the run's
  * first commands run, and restarted on the same database and port. The run must go on to its
- * end, every agent must succeed, and no agent may run the command twice.
+ * end, every agent must succeed, and no agent may run the command twice. A run cancelled right
+ * after such a restart starts nothing more: its running part is stopped, the others are skipped.
  */
 import assert from "node:assert/strict";
 import { type ServeProcess, startAgent, startServe, tempDir } from "./helpers.ts";
@@ -116,6 +117,101 @@ Deno.test("a run goes on after a dashboard SIGKILL, and no agent runs its comman
       [...runs].sort(),
       Array.from({ length: AGENTS }, (_, i) => [`run-kill:web-${i + 1}`, 1]),
     );
+  } finally {
+    for (const agent of agents) await agent[Symbol.asyncDispose]();
+    for (const dashboard of dashboards) await dashboard[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("a run cancelled after a dashboard SIGKILL starts nothing more, and its running part stops", async () => {
+  await using dir = tempDir();
+  const db = `${dir.path}/status.db`;
+  const dashboards: ServeProcess[] = [];
+  const agents: CliProcess[] = [];
+  let current = await startServe({ db, cwd: dir.path });
+  dashboards.push(current);
+  const { url, port } = current;
+  try {
+    for (let i = 1; i <= 3; i++) {
+      agents.push(startAgent({
+        url,
+        agentId: `web-${i}`,
+        stateDir: `${dir.path}/agent-${i}`,
+        cwd: dir.path,
+        args: [
+          "--polling-timeout-secs",
+          "5",
+          "--polling-backoff-secs",
+          "1",
+          "--polling-backoff-max-secs",
+          "2",
+          "--metrics-interval-secs",
+          "3600",
+        ],
+      }));
+    }
+    for (let tries = 0;; tries++) {
+      const fleet = await getJson(`${url}/api/v1/agents`);
+      if ((fleet?.agents as unknown[] | undefined)?.length === 3) break;
+      assert.ok(tries < 600, "the agents did not connect");
+      await sleep(100);
+    }
+    const created = await fetch(`${url}/api/v1/runs`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        id: "run-stop",
+        name: "sleep 60",
+        target: { agents: ["web-1", "web-2", "web-3"] },
+        max_concurrency: 1,
+      }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    for (let tries = 0;; tries++) {
+      const run = await getJson(`${url}/api/v1/runs/run-stop`);
+      if (((run?.totals ?? {}) as Record<string, number>).running === 1) break;
+      assert.ok(tries < 300, `the first part never ran: ${JSON.stringify(run)}`);
+      await sleep(50);
+    }
+    current.proc.kill("SIGKILL");
+    await current.proc.exited(10_000);
+    for (let tries = 0;; tries++) {
+      try {
+        current = await startServe({ db, port, cwd: dir.path });
+        dashboards.push(current);
+        break;
+      } catch (error) {
+        if (tries >= 10) throw error;
+        await sleep(200);
+      }
+    }
+    const cancelled = await fetch(`${url}/api/v1/runs/run-stop/cancel`, { method: "POST" });
+    assert.equal(cancelled.status, 200, await cancelled.clone().text());
+    await cancelled.body?.cancel();
+
+    // web-1's part is stopped by its agent once it is back; the others never start.
+    let run: Record<string, unknown> | null = null;
+    for (let tries = 0;; tries++) {
+      run = await getJson(`${url}/api/v1/runs/run-stop`);
+      if (run?.status === "cancelled") break;
+      assert.ok(tries < 600, `the run did not end: ${JSON.stringify(run)}`);
+      await sleep(100);
+    }
+    const states = (run?.agents as Array<{ state: string }>).map((agent) => agent.state);
+    assert.notEqual(states[0], "success", JSON.stringify(run));
+    assert.deepEqual(states.slice(1), ["skipped", "skipped"], JSON.stringify(run));
+    assert.equal((run?.totals as Record<string, number>).skipped, 2);
+
+    for (const agent of agents) agent.kill("SIGINT");
+    const ran: string[] = [];
+    for (const agent of agents) {
+      await agent.exited(30_000);
+      for (const record of jsonLogs(agent.stderr)) {
+        const match = /^Executing command: sleep 60 \(id: (\S+)\)$/.exec(String(record.message));
+        if (match) ran.push(match[1]);
+      }
+    }
+    assert.deepEqual(ran, ["run-stop:web-1"]);
   } finally {
     for (const agent of agents) await agent[Symbol.asyncDispose]();
     for (const dashboard of dashboards) await dashboard[Symbol.asyncDispose]();

@@ -18,7 +18,9 @@ import {
   type CommandResult,
   type CommandStore,
   openSqliteStore,
+  runStatus,
   StoreError,
+  targetState,
 } from "../../src/store/mod.ts";
 import {
   firstLine,
@@ -2001,4 +2003,263 @@ Deno.test("an enqueue naming a run's part reads that part alone, its command wit
   );
   // Old behaviour: the run's every target was read for the one named: [1, 0, 3].
   assert.deepEqual([counted.reads, counted.output, counted.targets], [1, 0, 1]);
+});
+
+Deno.test("a part started but not enqueued when its run is cancelled is never delivered", async () => {
+  using _logs = captureLogs();
+  await using d = await makeDashboard();
+  const now = d.clock.now();
+  await createRunOf(d.store, "r-gone", ["a1"], now);
+  // The dashboard marked a1's part started, then died before the enqueue (or the enqueue failed).
+  const stepped = await d.store.stepRun("r-gone", now);
+  assert.deepEqual(stepped?.toEnqueue.map((t) => t.commandId), ["r-gone:a1"]);
+  // a1 waits for a command; the operator cancels the run.
+  // (The wait's timeout is real time: long enough for the cancel, short for the test.)
+  const wait = d.agent({ path: P.wait("default", 3) });
+  await until(() => d.dashboard.hub.size === 1, "a1's wait is open");
+  const cancelled = await d.admin("POST", "/api/v1/runs/r-gone/cancel");
+  assert.equal(cancelled.status, 200);
+  const run = (await json(cancelled)).run as RunView;
+  // Old behaviour: the cancel's step enqueued the part and answered a1's wait with it, and the
+  // run stayed `cancelling` until a1 ran it and stopped.
+  assert.equal(run.status, "cancelled");
+  assert.deepEqual(run.agents.map((a) => a.state), ["cancelled"]);
+  const answer = await wait;
+  assert.equal(answer.status, 204, "the wait ends with no command");
+  await answer.body?.cancel();
+});
+
+Deno.test("a cancel during a step's enqueues stops them: the rest are enqueued as cancelled", async () => {
+  using _logs = captureLogs();
+  await using store = openSqliteStore(":memory:");
+  const now = Date.now();
+  const agents = ["a1", "a2", "a3", "a4", "a5"];
+  for (const id of agents) await store.ensureAgent(id, now);
+  await store.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents },
+    fingerprint: "fp-r",
+    maxConcurrency: agents.length,
+    maxConcurrencySpec: null,
+    maxErrors: null,
+    targets: agents.map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+  // Whether the run was cancelled when each part was enqueued (a part enqueued after the cancel
+  // must not be handed to its agent).
+  const enqueued: [string, boolean][] = [];
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  let second!: () => void;
+  const atSecond = new Promise<void>((resolve) => second = resolve);
+  const clock = new FakeClock();
+  const scheduler = new RunScheduler({
+    store,
+    clock,
+    events: new CommandEvents(),
+    sweepMs: 0,
+    async enqueue(run, target) {
+      enqueued.push([target.agentId, run.cancelRequested]);
+      if (enqueued.length === 2) {
+        second();
+        await held;
+      }
+      await store.enqueue({
+        id: target.commandId,
+        agentId: target.agentId,
+        name: run.name,
+        params: run.params,
+        fingerprint: `fp-${target.commandId}`,
+        now: clock.now(),
+      });
+    },
+  });
+  try {
+    // The first step starts all five parts and enqueues them one by one; the cancel comes
+    // while the second is being enqueued.
+    const stepped = scheduler.advance("r");
+    await atSecond;
+    const cancelled = scheduler.cancel("r");
+    release();
+    await stepped;
+    const outcome = await cancelled;
+    assert.equal(outcome.outcome, "cancelled");
+    // Old behaviour: a3–a5 were enqueued (and handed to their agents' waits) by the step the
+    // cancel waited for, as if it had not come.
+    assert.deepEqual(enqueued, [
+      ["a1", false],
+      ["a2", false],
+      ["a3", true],
+      ["a4", true],
+      ["a5", true],
+    ]);
+    const run = await store.getRun("r");
+    assert.deepEqual(
+      run?.targets.map((t) => t.command?.status),
+      ["cancelled", "cancelled", "cancelled", "cancelled", "cancelled"],
+    );
+    assert.notEqual(run?.completedAt, null);
+  } finally {
+    scheduler.close();
+  }
+});
+
+Deno.test("every wrong max_concurrency is told what is right, also 0, negative and too large ones", async () => {
+  await using d = await makeDashboard();
+  for (const bad of [0, -3, 100_001, 1e300, 1.5, "0%", "150%", true, null]) {
+    const answer = await d.admin("POST", "/api/v1/runs", {
+      name: "echo hi",
+      target: { agents: ["a1"] },
+      max_concurrency: bad,
+    });
+    assert.equal(answer.status, 400, JSON.stringify(bad));
+    // Old behaviour for 0, -3 and 100001: "must be at least 1", "must be at most 100000", with no
+    // word of percentages.
+    assert.equal(
+      (await json(answer)).error,
+      'field "max_concurrency": a whole number from 1 to 100000, or a percentage from 1% to 100%',
+      JSON.stringify(bad),
+    );
+  }
+  assert.equal((await d.store.listRuns({ limit: 10 })).length, 0);
+});
+
+Deno.test("a step queued behind a cancel starts nothing: the parts not started are skipped", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const events = new CommandEvents();
+  const store = observeStore(inner, { events });
+  const now = Date.now();
+  const agents = ["a1", "a2", "a3", "a4"];
+  for (const id of agents) await inner.ensureAgent(id, now);
+  await inner.createRun({
+    id: "r",
+    name: "echo hi",
+    params: {},
+    target: { agents },
+    fingerprint: "fp-r",
+    maxConcurrency: 2,
+    maxConcurrencySpec: 2,
+    maxErrors: null,
+    targets: agents.map((agentId) => ({
+      agentId,
+      commandId: `r:${agentId}`,
+      offlineAtCreation: false,
+    })),
+    now,
+  });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  let second!: () => void;
+  const atSecond = new Promise<void>((resolve) => second = resolve);
+  let calls = 0;
+  const clock = new FakeClock();
+  const scheduler = new RunScheduler({
+    store,
+    clock,
+    events,
+    sweepMs: 0,
+    async enqueue(run, target) {
+      if (++calls === 2) {
+        second();
+        await held;
+      }
+      await store.enqueue({
+        id: target.commandId,
+        agentId: target.agentId,
+        name: run.name,
+        params: run.params,
+        fingerprint: `fp-${target.commandId}`,
+        now: clock.now(),
+      });
+    },
+  });
+  try {
+    // The first step starts a1 and a2; while a2's part is being enqueued, a1's command ends and
+    // the sweep queues a step, then the operator cancels.
+    const stepped = scheduler.advance("r");
+    await atSecond;
+    assert.equal((await store.cancel("r:a1", clock.now())).outcome, "cancelled");
+    const swept = scheduler.sweep();
+    await settle();
+    const cancelled = scheduler.cancel("r");
+    release();
+    await stepped;
+    await swept;
+    assert.equal((await cancelled).outcome, "cancelled");
+    await settle();
+    const run = await store.getRun("r");
+    // Old behaviour: the queued step started a3 before the cancel was recorded, and a3 got a
+    // command only to be cancelled: it showed `cancelled`, a failure, not `skipped`.
+    assert.deepEqual(run?.targets.map((t) => targetState(t)), [
+      "cancelled",
+      "cancelled",
+      "skipped",
+      "skipped",
+    ]);
+    assert.equal(await store.getCommand("r:a3"), null);
+    assert.notEqual(run?.completedAt, null);
+  } finally {
+    scheduler.close();
+  }
+});
+
+Deno.test("a cancel that finds every part ended ends the run, and its followers hear of it", async () => {
+  using _logs = captureLogs();
+  await using inner = openSqliteStore(":memory:");
+  const { scheduler, clock } = countedScheduler(inner);
+  const now = clock.now();
+  for (const id of ["a1", "a2"]) await inner.ensureAgent(id, now);
+  await createRunOf(inner, "r", ["a1"], now);
+  await scheduler.advance("r");
+  let told = 0;
+  const unsubscribe = scheduler.subscribe("r", () => told++);
+  try {
+    // a1's part succeeds where the scheduler does not hear of it (another dashboard instance).
+    assert.equal(
+      (await inner.claimNext({
+        agentId: "a1",
+        deploymentHash: "default",
+        now,
+        deliveryLeaseMs: 30_000,
+      }))?.id,
+      "r:a1",
+    );
+    const reported = await inner.report({
+      commandId: "r:a1",
+      agentId: "a1",
+      attempt: 1,
+      status: "success",
+      result: {
+        exitCode: 0,
+        signal: null,
+        durationSecs: 0.1,
+        stdout: "hi\n",
+        stderr: "",
+        stdoutTruncatedBytes: 0,
+        stderrTruncatedBytes: 0,
+      },
+      error: null,
+      startedAt: null,
+      completedAt: null,
+      now,
+    });
+    assert.equal(reported.outcome, "accepted");
+    // Old behaviour: the run was recorded cancelled, though its every part had succeeded.
+    const outcome = await scheduler.cancel("r");
+    assert.equal(outcome.outcome, "final");
+    const run = await inner.getRun("r");
+    assert.equal(runStatus(run!), "succeeded");
+    assert.ok(told >= 1, "the run's followers are told it ended");
+    assert.equal(scheduler.trackedRuns, 0);
+  } finally {
+    unsubscribe();
+    scheduler.close();
+  }
 });

@@ -1640,6 +1640,24 @@ export function runStoreContract(
     assert.deepEqual(await store.cancelRun("r", T0 + 6), { outcome: "final", run: done!.run });
   });
 
+  test("a cancel of a run whose every part has ended ends the run instead", async (store) => {
+    await store.createRun(newRun("r", ["a1", "a2"]));
+    const first = await store.advanceRun("r", T0 + 1);
+    assert.deepEqual(first?.toEnqueue.map((t) => t.commandId), ["r:a1", "r:a2"]);
+    await finish(store, "r:a1", "a1", "success");
+    await finish(store, "r:a2", "a2", "success");
+    // The step that ends the run has not come yet (it pauses, or another instance takes it) when
+    // the operator cancels. Old behaviour: the run was recorded cancelled, its status
+    // `cancelled` though every part had succeeded before the cancel.
+    const outcome = await store.cancelRun("r", T0 + 5);
+    assert.equal(outcome.outcome, "final");
+    const run = await store.getRun("r");
+    assert.deepEqual(outcome.outcome === "final" ? outcome.run : null, run);
+    assert.equal(run?.cancelRequested, false);
+    assert.equal(run?.completedAt, T0 + 5);
+    assert.equal(runStatus(run!), "succeeded");
+  });
+
   test("a step that changes nothing answers the run as stored", async (store) => {
     await store.createRun(newRun("r", ["a1", "a2"], { maxConcurrency: 1 }));
     const first = await store.advanceRun("r", T0);
