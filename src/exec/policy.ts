@@ -746,7 +746,9 @@ export interface CheckPolicyOptions {
  * - any `..` path segment is refused, in an argument or in an option's value (`--file=../x`);
  * - an absolute path (an argument, the value of `--opt=/path` or of an operand `name=/path` as
  *   dd takes them, the path attached to a short option as in `-f/path`, and in any of them the
- *   file of `@/path` as curl and bsdtar read it or the path of a `file:` URL, percent-decoded)
+ *   file of `@/path` as curl and bsdtar read it, of `</path`, each file of curl's lists
+ *   `@/a,"/b";type=x`, the file of curl's `name@/path`, the value of wget's `-e 'name = /path'`,
+ *   or the path of a `file:` URL, percent-decoded)
  *   must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows, and a dangling symlink is followed to its target, which
@@ -1388,23 +1390,47 @@ function sameFile(a: string, b: string): boolean {
 /**
  * The candidate paths an argument names: itself, an option's `=value` or an operand's
  * (`dd if=/path`), a short option's path (`-f/path`, `-d@/path`), and in each of them a file read
- * by `@/path` (as curl takes `-d @/path` and `-F name=@/path`, bsdtar `@/archive`) or named by a
- * `file:` URL (`file:///path`, also percent-decoded as the program decodes it). An absolute
- * argument is one path, `=` or not.
+ * by `@/path` (as curl takes `-d @/path` and `-F name=@/path`, bsdtar `@/archive`) or by `</path`
+ * (curl's `-F 'name=</path'`), the files of curl's lists (see {@link readFiles}), the file of
+ * curl's `name@/path` (`--data-urlencode`), the value of a setting after any `=` without the
+ * spaces around it (wget's `-e 'post_file = /path'`), or a path named by a `file:` URL
+ * (`file:///path`, also percent-decoded as the program decodes it). An absolute argument is one
+ * path, `=` or not.
  */
 function pathCandidates(arg: string): string[] {
   const candidates = [arg];
   if (arg.startsWith("/")) return candidates;
   const eq = arg.indexOf("=");
   if (eq >= 0) candidates.push(arg.slice(eq + 1));
+  // wget's `-e 'post_file = /path'` (`--execute=post_file=/path`) takes the value of its setting
+  // without the spaces around it.
+  for (let i = eq; i >= 0; i = arg.indexOf("=", i + 1)) {
+    const value = arg.slice(i + 1).trim();
+    if (value.startsWith("/")) candidates.push(value);
+  }
+  // curl's `--data-urlencode name@/path` (and `--variable`): an `@` before any `=`.
+  const at = arg.indexOf("@");
+  if (at > 0 && (eq < 0 || at < eq) && !arg.startsWith("-")) candidates.push(arg.slice(at));
   const attached = /^-[A-Za-z0-9]+@?(\/.*)$/.exec(arg);
   if (attached) candidates.push(attached[1]);
   for (const candidate of [...candidates]) {
-    if (candidate.startsWith("@/")) candidates.push(candidate.slice(1));
+    if (candidate.startsWith("@") || candidate.startsWith("<")) {
+      candidates.push(...readFiles(candidate.slice(1)).filter((file) => file.startsWith("/")));
+    }
     const url = /^file:(?:\/\/[^/]*)?(\/.*)$/i.exec(candidate);
     if (url) candidates.push(url[1], percentDecoded(url[1]));
   }
   return candidates;
+}
+
+/**
+ * The files named after an `@` or a `<` that reads them: the rest itself, and each name in curl's
+ * lists (`-F 'f=@/a,/b'` sends both), quoted (`@"/path"`) or followed by parameters
+ * (`@/path;type=text/plain`), `-F 'f=</path'` sending the file's text. Cut at every `,`, `;` and
+ * `"`: at worst a name too many is checked.
+ */
+function readFiles(rest: string): string[] {
+  return [rest, ...rest.split(/[,;"]/)].filter((file) => file !== "");
 }
 
 /** A URL's path as a program decodes it (`%2e%2e` is `..`); as it is when it cannot be decoded. */
@@ -1431,8 +1457,11 @@ function attachedRelativeValues(arg: string): string[] {
   const values: string[] = [];
   const keep = (value: string) => {
     if (value === "" || value.startsWith("/")) return;
-    // A file read by `@name` (curl's `-d @name`, `-F f=@name`, bsdtar's `@archive`).
-    if (value.startsWith("@")) keep(value.slice(1));
+    // A file read by `@name` (curl's `-d @name`, `-F f=@name`, bsdtar's `@archive`) or by
+    // `<name` (curl's `-F 'f=<name'`), and the names of curl's lists (`@a,b`, `@"a";type=x`).
+    if (value.startsWith("@") || value.startsWith("<")) {
+      for (const file of readFiles(value.slice(1))) if (file !== value) keep(file);
+    }
     if (value.split("/", 1)[0].length > NAME_MAX) return;
     values.push(value);
   };
@@ -1441,8 +1470,11 @@ function attachedRelativeValues(arg: string): string[] {
     if (eq > 2) keep(arg.slice(eq + 1));
   } else if (!arg.startsWith("-")) {
     const eq = arg.indexOf("=");
-    if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1));
-    if (arg.startsWith("@")) keep(arg.slice(1));
+    if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1).trim());
+    if (arg.startsWith("@") || arg.startsWith("<")) keep(arg.slice(1));
+    // curl's `--data-urlencode name@file`: an `@` before any `=`.
+    const at = arg.indexOf("@");
+    if (at > 0 && (eq < 0 || at < eq) && !arg.startsWith("/")) keep(arg.slice(at));
   } else {
     // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
     // has a first segment too long; those are not even cut out.
