@@ -90,6 +90,7 @@ const RUNS = "runs other programs";
 const FILE_LIST = "reads the names of the files to use from a file";
 const FOLLOWS = "follows symbolic links";
 const MEMBER_NAMES = 'keeps absolute and ".." member names, which these rules never see';
+const CONFIG_FILE = "reads more of its options from a file, which these rules never see";
 const TOP_LEVEL =
   "extracts into a directory named by its value or by the archive (which these rules never see)";
 
@@ -129,6 +130,30 @@ const GZIP_RULES: OptionRules = {
   short: { f: FOLLOWS, r: FOLLOWS },
 };
 
+/** curl's options (on no default allowlist): `-K` would take `data = "@/etc/shadow"` from a file. */
+const CURL_RULES: OptionRules = {
+  long: { "--config": CONFIG_FILE },
+  short: { K: CONFIG_FILE },
+};
+
+/**
+ * wget's options (on no default allowlist): a `--config` file holds settings such as
+ * `post_file = /etc/shadow`, and `--use-askpass` runs the program it names (one a command
+ * extracted into `/tmp` with tar, say); its `-e 'use_askpass = ...'` setting is refused apart
+ * (see {@link WGET_ASKPASS}).
+ */
+const WGET_RULES: OptionRules = {
+  long: { "--config": CONFIG_FILE, "--use-askpass": RUNS },
+  short: {},
+};
+
+/**
+ * wget's setting that runs a program, as `-e` or `--execute` give it (`-e 'use_askpass = /tmp/x'`):
+ * wget ignores case, `_` and `-` in a setting's name, and so does the check (which takes them out
+ * before it looks for this).
+ */
+const WGET_ASKPASS = /useaskpass/i;
+
 /** Base names of gzip and of the programs that run it with their arguments. */
 const GZIPS: ReadonlySet<string> = new Set(["gzip", "gunzip", "zcat", "uncompress"]);
 
@@ -150,6 +175,8 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
   dir: LS_RULES,
   vdir: LS_RULES,
   gzip: GZIP_RULES,
+  curl: CURL_RULES,
+  wget: WGET_RULES,
   // gzip under other names (scripts that run `gzip -d` and `gzip -cd` with their arguments).
   gunzip: GZIP_RULES,
   zcat: GZIP_RULES,
@@ -761,6 +788,8 @@ export interface CheckPolicyOptions {
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
+ *   that read more options from a file (curl `-K`/`--config`, wget `--config`), wget's
+ *   `--use-askpass` (and its `-e use_askpass=...` setting), which runs a program, options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
  *   gzip `-f`/`-r`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
  *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or
@@ -915,6 +944,15 @@ export class PolicyChecker {
     if (rules) {
       const reason = checkOptions(programName, args, rules);
       if (reason) return { ok: false, reason };
+    }
+    if (programName === "wget") {
+      const setting = args.find((arg) => WGET_ASKPASS.test(arg.replace(/[-_]/g, "")));
+      if (setting !== undefined) {
+        return {
+          ok: false,
+          reason: `setting "${setting}" of wget runs other programs and is not allowed`,
+        };
+      }
     }
     if (TARS.has(programName) || GZIPS.has(programName)) {
       const slashed = suffixValues(programName, args).find((s) => s.includes("/"));

@@ -912,6 +912,51 @@ Deno.test("policy checks the files curl and wget read in their other forms", asy
   }
 });
 
+Deno.test("policy refuses curl's and wget's config files and wget's askpass program", async (t) => {
+  // curl -K /tmp/cfg posted what `data = "@/etc/shadow"` there named, wget --config the same with
+  // `post_file`, and wget --use-askpass=/tmp/x/s (or -e 'use_askpass = ...') ran /tmp/x/s, a
+  // program on no allowlist, once a command had extracted it there with tar.
+  const policy = createPolicy({ extraPrograms: ["curl", "wget"] });
+  const config = "reads more of its options from a file, which these rules never see";
+  await t.step("named, abbreviated or bundled", () => {
+    for (
+      const [argv, option] of [
+        [["curl", "-K", "/tmp/cfg", "http://h/"], "-K"],
+        [["curl", "-sK", "/tmp/cfg"], "-K"],
+        [["curl", "--config", "/tmp/cfg"], "--config"],
+        [["curl", "--conf=/tmp/cfg"], "--conf"],
+        [["wget", "--config=/tmp/cfg", "http://h/"], "--config"],
+        [["wget", "--confi", "/tmp/cfg", "http://h/"], "--confi"],
+      ] as const
+    ) {
+      assert.equal(
+        refused([...argv], policy),
+        `option "${option}" of ${argv[0]} ${config} and is not allowed`,
+      );
+    }
+    assert.equal(
+      refused(["wget", "--use-askpass=/tmp/x/s", "http://u@h/"], policy),
+      `option "--use-askpass" of wget runs other programs and is not allowed`,
+    );
+  });
+  await t.step("wget's setting, however written", () => {
+    for (const setting of ["use_askpass = /tmp/x/s", "USEASKPASS=/tmp/x/s", "use-ask_pass=s"]) {
+      assert.equal(
+        refused(["wget", "-e", setting, "http://u@h/"], policy),
+        `setting "${setting}" of wget runs other programs and is not allowed`,
+      );
+    }
+    assert.match(
+      refused(["wget", "--execute=useAskPass=sh", "http://u@h/"], policy),
+      /^setting "--execute=useAskPass=sh" of wget runs other programs/,
+    );
+  });
+  await t.step("what stays allowed", () => {
+    accepted(["curl", "-q", "--connect-timeout", "5", "-s", "http://h/"], policy);
+    accepted(["wget", "--no-config", "-e", "robots = off", "-q", "http://h/"], policy);
+  });
+});
+
 Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
   // ALLOWED_PROGRAMS=/tmp/.../tools/check.sh under ALLOWED_PATH_PREFIXES: one command extracted
   // an archive over it, and the next command naming it ran what the archive held.
