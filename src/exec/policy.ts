@@ -6,6 +6,7 @@
 import { checkOptionNames } from "../options.ts";
 import type { Checked } from "./parse.ts";
 import { isGranted } from "../permissions.ts";
+import { curlGlobExpansions, MAX_CURL_GLOB_EXPANSIONS } from "./curl_glob.ts";
 
 /**
  * What the agent may run. Build one with {@link defaultPolicy} or {@link createPolicy}.
@@ -528,6 +529,19 @@ function gzipFilesFor(path: string, suffixes: readonly string[]): string[] {
   return files;
 }
 
+/**
+ * Whether curl's URL globbing is off for all its URLs: `-g` or `--globoff` is its first argument
+ * (no option's value), and no `--next` (`-:`), which begins URLs with globbing on again, nor a
+ * `--no-globoff` follows.
+ */
+function curlGlobOff(args: readonly string[]): boolean {
+  if (args[0] !== "-g" && args[0] !== "--globoff") return false;
+  return !args.some((arg) =>
+    /^-[^-]*:/.test(arg) || (arg.length >= 4 && "--next".startsWith(arg)) ||
+    (arg.length >= 6 && "--no-globoff".startsWith(arg.split("=", 1)[0]))
+  );
+}
+
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
 function isRemoteArchive(name: string): boolean {
   const colon = name.indexOf(":");
@@ -775,7 +789,8 @@ export interface CheckPolicyOptions {
  *   dd takes them, the path attached to a short option as in `-f/path`, and in any of them the
  *   file of `@/path` as curl and bsdtar read it, of `</path`, each file of curl's lists
  *   `@/a,"/b";type=x`, the file of curl's `name@/path`, the value of wget's `-e 'name = /path'`,
- *   or the path of a `file:` URL, percent-decoded)
+ *   or the path of a `file:` URL, percent-decoded; for curl, in each URL its globbing makes of an
+ *   argument, see {@link curlGlobExpansions})
  *   must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows, and a dangling symlink is followed to its target, which
@@ -940,6 +955,10 @@ export class PolicyChecker {
       const reason = this.#checkArgument(args[i], options.cwd, cwdNames, holder, cwdHolder);
       if (reason) return { ok: false, reason };
     }
+    if (programName === "curl" && !curlGlobOff(args)) {
+      const reason = this.#checkCurlGlobs(args, options.cwd, cwdNames);
+      if (reason) return { ok: false, reason };
+    }
     const rules = Object.hasOwn(OPTION_RULES, programName) ? OPTION_RULES[programName] : undefined;
     if (rules) {
       const reason = checkOptions(programName, args, rules);
@@ -1064,6 +1083,43 @@ export class PolicyChecker {
         const own = this.#ownPathReason(shown, path, cwd && index === 0 ? undefined : program);
         if (own) return own;
       }
+    }
+    return undefined;
+  }
+
+  /**
+   * What curl's URL globbing makes of its arguments (see {@link curlGlobExpansions}): each URL
+   * it expands one to is checked as an argument (`file:///tmp/{x,..}/etc/passwd` read
+   * `/etc/passwd`); one it expands to too many, or that curl's versions may read differently, is
+   * refused, and so is a `#1` (an output file named after what a glob matched) where a glob is.
+   * Every argument is taken for a URL (which of them are option values is curl's business).
+   */
+  #checkCurlGlobs(
+    args: string[],
+    cwd: string | undefined,
+    cwdNames: (() => ReadonlySet<string> | undefined) | undefined,
+  ): string | undefined {
+    const globOff = 'give -g (--globoff) as its first argument (and no --next) to pass "{", "[" ' +
+      'and "#" as written';
+    let globbed = false;
+    for (const arg of args) {
+      const expanded = curlGlobExpansions(arg);
+      if (expanded === undefined) {
+        return `argument "${arg}" of curl is a URL glob ({...} or [...]) that curl would expand ` +
+          `to more than ${MAX_CURL_GLOB_EXPANSIONS} URLs or that curl's versions read ` +
+          `differently, which these rules cannot check; ${globOff}`;
+      }
+      if (expanded.globs > 0) globbed = true;
+      for (const expansion of expanded.urls) {
+        if (expansion === arg) continue;
+        const reason = this.#checkArgument(expansion, cwd, cwdNames, undefined, undefined);
+        if (reason) return `${reason} (curl expands "${arg}" to "${expansion}"; ${globOff})`;
+      }
+    }
+    const template = globbed ? args.find((arg) => /#\d/.test(arg)) : undefined;
+    if (template !== undefined) {
+      return `argument "${template}" of curl names a file after what a URL glob matched ` +
+        `(#1, ...), which these rules never see; ${globOff}`;
     }
     return undefined;
   }

@@ -957,6 +957,73 @@ Deno.test("policy refuses curl's and wget's config files and wget's askpass prog
   });
 });
 
+Deno.test("policy checks each URL curl's globbing makes of an argument", async (t) => {
+  // curl 'file:///tmp/{x,..}/etc/hostname', '{file,x}:///etc/hostname' and
+  // '[f-f]ile:///etc/hostname' printed /etc/hostname: the rules saw a path under /tmp, or none.
+  const policy = createPolicy({ extraPrograms: ["curl"] });
+  const hint = 'give -g (--globoff) as its first argument (and no --next) to pass "{", "[" and ' +
+    '"#" as written';
+  await t.step("a set or a range that leads out", () => {
+    assert.equal(
+      refused(["curl", "file:///tmp/{x,..}/etc/hostname"], policy),
+      `path "file:///tmp/../etc/hostname" has a ".." segment (curl expands ` +
+        `"file:///tmp/{x,..}/etc/hostname" to "file:///tmp/../etc/hostname"; ${hint})`,
+    );
+    for (
+      const url of [
+        "{file,x}:///etc/hostname",
+        "[f-f]ile:///etc/hostname",
+        "fi{<n>le}:/etc/hostname",
+      ]
+    ) {
+      assert.match(
+        refused(["curl", "-s", url], policy),
+        /^path "\/etc\/hostname" is outside the allowed prefixes .*; give -g/,
+        url,
+      );
+    }
+    assert.match(
+      refused(["curl", "file:///tmp/{x,%2e%2e}/etc/hostname"], policy),
+      /^path "\/tmp\/..\/etc\/hostname" has a ".." segment/,
+    );
+  });
+  await t.step("what cannot be checked: too many URLs, or a glob curl would refuse", () => {
+    for (const arg of ["http://h/page[1-1000]", '{"a":{"b":1}}', "http://h/{a", "x]"]) {
+      assert.match(
+        refused(["curl", "-d", arg, "http://h/"], policy),
+        /^argument ".*" of curl is a URL glob/,
+      );
+    }
+  });
+  await t.step("an output file named after what a glob matched", () => {
+    assert.equal(
+      refused(["curl", "http://h/{a,link/cron.d}/x", "-o", "/tmp/#1"], policy),
+      `argument "/tmp/#1" of curl names a file after what a URL glob matched (#1, ...), which ` +
+        `these rules never see; ${hint}`,
+    );
+  });
+  await t.step("-g first turns globbing off, unless --next or --no-globoff follows", () => {
+    accepted(["curl", "-g", "file:///tmp/{x,..}/etc/hostname", "-o", "/tmp/#1"], policy);
+    accepted(["curl", "--globoff", "-d", '{"a":{"b":[1,2]}}', "http://h/"], policy);
+    for (const more of [["--next"], ["-:"], ["--no-globoff"], ["--no-glob"]]) {
+      assert.match(
+        refused(["curl", "-g", "http://h/", ...more, "file:///tmp/{x,..}/etc"], policy),
+        /has a "\.\." segment \(curl expands/,
+        more[0],
+      );
+    }
+    assert.equal(
+      refused(["curl", "-s", "-g", "file:///tmp/{x,..}/e"], policy).includes("expands"),
+      true,
+    );
+  });
+  await t.step("what stays allowed", () => {
+    accepted(["curl", "-s", "-w", "%{http_code}", "-d", '{"a":1,"b":2}', "http://h/"], policy);
+    accepted(["curl", "http://[::1]:5000/x", "http://h/{a,b}/[1-3]", "file:///tmp/{a,b}"], policy);
+    accepted(["curl", "http://h/\\{a,..\\}/x", "-o", "/tmp/out#1"], policy);
+  });
+});
+
 Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
   // ALLOWED_PROGRAMS=/tmp/.../tools/check.sh under ALLOWED_PATH_PREFIXES: one command extracted
   // an archive over it, and the next command naming it ran what the archive held.
