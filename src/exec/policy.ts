@@ -131,10 +131,21 @@ const GZIP_RULES: OptionRules = {
   short: { f: FOLLOWS, r: FOLLOWS },
 };
 
-/** curl's options (on no default allowlist): `-K` would take `data = "@/etc/shadow"` from a file. */
+/**
+ * curl's options (on no default allowlist): `-K` would take `data = "@/etc/shadow"` from a file,
+ * `--engine /tmp/x.so` loads (and runs) a library a command downloaded there, and
+ * `--proto-default file` makes `localhost/etc/shadow` a `file:` URL, read as no path.
+ */
 const CURL_RULES: OptionRules = {
-  long: { "--config": CONFIG_FILE },
+  long: {
+    "--config": CONFIG_FILE,
+    "--engine": "loads and runs the library it names (OpenSSL's dynamic engine)",
+    "--proto-default": "makes a URL without a scheme a file: URL (`--proto-default file " +
+      "localhost/etc/shadow`), whose path these rules never see",
+  },
   short: { K: CONFIG_FILE },
+  // `--proto` (the protocols allowed) begins `--proto-default`.
+  harmless: new Set(["--proto"]),
 };
 
 /**
@@ -804,7 +815,8 @@ export interface CheckPolicyOptions {
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
  *   that read more options from a file (curl `-K`/`--config`, wget `--config`), wget's
- *   `--use-askpass` (and its `-e use_askpass=...` setting), which runs a program, options
+ *   `--use-askpass` (and its `-e use_askpass=...` setting), which runs a program, curl's
+ *   `--engine` (which loads a library) and `--proto-default` (a `file:` URL without `file:`), options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
  *   gzip `-f`/`-r`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
  *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or

@@ -912,7 +912,7 @@ Deno.test("policy checks the files curl and wget read in their other forms", asy
   }
 });
 
-Deno.test("policy refuses curl's and wget's config files and wget's askpass program", async (t) => {
+Deno.test("policy refuses curl's and wget's config files, wget's askpass, curl's engine and default protocol", async (t) => {
   // curl -K /tmp/cfg posted what `data = "@/etc/shadow"` there named, wget --config the same with
   // `post_file`, and wget --use-askpass=/tmp/x/s (or -e 'use_askpass = ...') ran /tmp/x/s, a
   // program on no allowlist, once a command had extracted it there with tar.
@@ -938,6 +938,17 @@ Deno.test("policy refuses curl's and wget's config files and wget's askpass prog
       refused(["wget", "--use-askpass=/tmp/x/s", "http://u@h/"], policy),
       `option "--use-askpass" of wget runs other programs and is not allowed`,
     );
+    // curl --engine /tmp/x.so ran the library's code; --proto-default file read
+    // localhost/etc/hostname.
+    assert.equal(
+      refused(["curl", "--engine", "/tmp/x.so", "http://h/"], policy),
+      `option "--engine" of curl loads and runs the library it names (OpenSSL's dynamic ` +
+        "engine) and is not allowed",
+    );
+    assert.match(
+      refused(["curl", "--proto-def", "file", "localhost/etc/hostname"], policy),
+      /^option "--proto-def" of curl makes a URL without a scheme a file: URL/,
+    );
   });
   await t.step("wget's setting, however written", () => {
     for (const setting of ["use_askpass = /tmp/x/s", "USEASKPASS=/tmp/x/s", "use-ask_pass=s"]) {
@@ -953,6 +964,7 @@ Deno.test("policy refuses curl's and wget's config files and wget's askpass prog
   });
   await t.step("what stays allowed", () => {
     accepted(["curl", "-q", "--connect-timeout", "5", "-s", "http://h/"], policy);
+    accepted(["curl", "--proto", "=https", "--proto-redir", "=https", "https://h/"], policy);
     accepted(["wget", "--no-config", "-e", "robots = off", "-q", "http://h/"], policy);
   });
 });
