@@ -166,6 +166,16 @@ const WGET_RULES: OptionRules = {
  */
 const WGET_ASKPASS = /useaskpass/i;
 
+/**
+ * grep's options (on no default allowlist): `-R` follows every symbolic link it meets in the
+ * directories it searches (`grep -R root /tmp` read `/etc/shadow` through a link to `/etc`);
+ * `-r` follows only those given, which the rules check.
+ */
+const GREP_RULES: OptionRules = {
+  long: { "--dereference-recursive": FOLLOWS },
+  short: { R: FOLLOWS },
+};
+
 /** Base names of gzip and of the programs that run it with their arguments. */
 const GZIPS: ReadonlySet<string> = new Set(["gzip", "gunzip", "zcat", "uncompress"]);
 
@@ -189,6 +199,10 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
   gzip: GZIP_RULES,
   curl: CURL_RULES,
   wget: WGET_RULES,
+  grep: GREP_RULES,
+  // grep under other names (scripts that run `grep -E` and `grep -F` with their arguments).
+  egrep: GREP_RULES,
+  fgrep: GREP_RULES,
   // gzip under other names (scripts that run `gzip -d` and `gzip -cd` with their arguments).
   gunzip: GZIP_RULES,
   zcat: GZIP_RULES,
@@ -818,7 +832,7 @@ export interface CheckPolicyOptions {
  *   `--use-askpass` (and its `-e use_askpass=...` setting), which runs a program, curl's
  *   `--engine` (which loads a library) and `--proto-default` (a `file:` URL without `file:`), options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
- *   gzip `-f`/`-r`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
+ *   gzip `-f`/`-r`, grep `-R`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
  *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or
  *   inside a bundle (`-chf`, `tar chf`), also after `--` (which an option may take as its value:
  *   `tar --exclude -- --to-command=...`);

@@ -1036,6 +1036,21 @@ Deno.test("policy checks each URL curl's globbing makes of an argument", async (
   });
 });
 
+Deno.test("policy refuses grep -R, which follows the symlinks in the directories it searches", () => {
+  // grep -R root /tmp/x printed /etc/shadow's lines through /tmp/x/link, a symlink to /etc.
+  const policy = createPolicy({ extraPrograms: ["grep", "egrep"] });
+  const refusal = (option: string, program = "grep") =>
+    `option "${option}" of ${program} follows symbolic links and is not allowed`;
+  assert.equal(refused(["grep", "-R", "root", "/tmp/x"], policy), refusal("-R"));
+  assert.equal(refused(["grep", "-lR", "root", "/tmp/x"], policy), refusal("-R"));
+  assert.equal(refused(["egrep", "-R", "root", "/tmp/x"], policy), refusal("-R", "egrep"));
+  assert.equal(
+    refused(["grep", "--dereference-rec", "root", "/tmp/x"], policy),
+    refusal("--dereference-rec"),
+  );
+  accepted(["grep", "-r", "-i", "--include=*.log", "root", "/tmp/x"], policy);
+});
+
 Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
   // ALLOWED_PROGRAMS=/tmp/.../tools/check.sh under ALLOWED_PATH_PREFIXES: one command extracted
   // an archive over it, and the next command naming it ran what the archive held.
