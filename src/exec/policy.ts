@@ -555,6 +555,35 @@ function gzipFilesFor(path: string, suffixes: readonly string[]): string[] {
 }
 
 /**
+ * Why curl's write-out (`-w`, `--write-out`) may not be given, or `undefined`: since curl 8.3 its
+ * `%output{/path}` (or `%output{>>/path}`) writes the rest of it to that file, which these rules do
+ * not check, and `-w @file` reads the format, and any `%output{...}` in it, from a file they never
+ * see. A `-w` anywhere in a bundle (`-sw`) takes the rest of the bundle or the next argument.
+ */
+function curlWriteOutReason(args: readonly string[]): string | undefined {
+  const output = args.find((arg) => /%output\{/i.test(arg));
+  if (output !== undefined) {
+    return `argument "${output}" of curl holds "%output{", which writes to the file it names ` +
+      `(curl 8.3 and later), and is not allowed`;
+  }
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const name = arg.split("=", 1)[0];
+    const bundle = /^-[A-Za-z0-9]*w(.*)$/.exec(arg);
+    const value = name.length >= 4 && "--write-out".startsWith(name)
+      ? args[i + 1]
+      : bundle && !arg.startsWith("--")
+      ? bundle[1] || args[i + 1]
+      : undefined;
+    if (value?.startsWith("@")) {
+      return `write-out "${value}" of curl reads its format from a file, whose "%output{...}" ` +
+        `(which writes to the file it names) these rules never see, and is not allowed`;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Whether curl's URL globbing is off for all its URLs: `-g` or `--globoff` is its first argument
  * (no option's value), and no `--next` (`-:`), which begins URLs with globbing on again, nor a
  * `--no-globoff` follows.
@@ -830,7 +859,8 @@ export interface CheckPolicyOptions {
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
  *   that read more options from a file (curl `-K`/`--config`, wget `--config`), wget's
  *   `--use-askpass` (and its `-e use_askpass=...` setting), which runs a program, curl's
- *   `--engine` (which loads a library) and `--proto-default` (a `file:` URL without `file:`), options
+ *   `--engine` (which loads a library) and `--proto-default` (a `file:` URL without `file:`),
+ *   curl's `-w` holding `%output{` or read from a file (`-w @file`), options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
  *   gzip `-f`/`-r`, grep `-R`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
  *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or
@@ -983,6 +1013,10 @@ export class PolicyChecker {
     }
     if (programName === "curl" && !curlGlobOff(args)) {
       const reason = this.#checkCurlGlobs(args, options.cwd, cwdNames);
+      if (reason) return { ok: false, reason };
+    }
+    if (programName === "curl") {
+      const reason = curlWriteOutReason(args);
       if (reason) return { ok: false, reason };
     }
     const rules = Object.hasOwn(OPTION_RULES, programName) ? OPTION_RULES[programName] : undefined;

@@ -1051,6 +1051,29 @@ Deno.test("policy refuses grep -R, which follows the symlinks in the directories
   accepted(["grep", "-r", "-i", "--include=*.log", "root", "/tmp/x"], policy);
 });
 
+Deno.test("policy refuses curl's write-out to a file, and its format read from one", () => {
+  // curl 8.3 and later write what follows %output{/path} in -w to that file: -w '%output{/x}...'
+  // wrote outside the prefixes, and -w @/tmp/fmt (a file a command downloaded) the same unseen.
+  const policy = createPolicy({ extraPrograms: ["curl"] });
+  for (const format of ["%output{/etc/x}%{url}", "%OUTPUT{>>/tmp/link/x}"]) {
+    assert.equal(
+      refused(["curl", "-s", "-w", format, "http://h/"], policy),
+      `argument "${format}" of curl holds "%output{", which writes to the file it names (curl ` +
+        "8.3 and later), and is not allowed",
+    );
+  }
+  for (
+    const argv of [["-w", "@/tmp/fmt"], ["--write-out", "@fmt"], ["-sw", "@-"], ["-sw@/tmp/f"]]
+  ) {
+    assert.match(
+      refused(["curl", ...argv, "http://h/"], policy),
+      /^write-out "@.*" of curl reads its format from a file/,
+      argv.join(" "),
+    );
+  }
+  accepted(["curl", "-s", "-w", "%{http_code} %{url}", "-o", "/tmp/x", "http://h/"], policy);
+});
+
 Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
   // ALLOWED_PROGRAMS=/tmp/.../tools/check.sh under ALLOWED_PATH_PREFIXES: one command extracted
   // an archive over it, and the next command naming it ran what the archive held.
