@@ -1556,10 +1556,11 @@ function pathCandidates(arg: string): string[] {
   if (arg.startsWith("/")) return candidates;
   const eq = arg.indexOf("=");
   if (eq >= 0) candidates.push(arg.slice(eq + 1));
-  // wget's `-e 'post_file = /path'` (`--execute=post_file=/path`) takes the value of its setting
-  // without the spaces around it.
-  for (let i = eq; i >= 0; i = arg.indexOf("=", i + 1)) {
-    const value = arg.slice(i + 1).trim();
+  // wget's `-e 'post_file = /path'` takes the value of its setting without the spaces around it,
+  // and so does `--execute=post_file=/path`, an option whose value is such a setting.
+  const second = eq >= 0 && arg.startsWith("-") ? arg.indexOf("=", eq + 1) : -1;
+  for (const at of [eq, second]) {
+    const value = at >= 0 ? arg.slice(at + 1).trim() : "";
     if (value.startsWith("/")) candidates.push(value);
   }
   // curl's `--data-urlencode name@/path` (and `--variable`): an `@` before any `=`.

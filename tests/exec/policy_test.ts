@@ -906,6 +906,8 @@ Deno.test("policy checks the files curl and wget read in their other forms", asy
       accepted(["curl", "-F", `f=@${dir}/a;type=text/plain`, "-F", "g=<x", "http://h/"], policy);
       accepted(["curl", "--data-urlencode", "q=a@/etc", "-d", '{"a":1}', "http://h/"], policy);
       accepted(["wget", "-e", "robots = off", "http://h/"], policy, dir);
+      // Data that holds "=/path" further on is no setting.
+      accepted(["curl", "-d", "q=1&path=/var/log", "http://h/"], policy, dir);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
