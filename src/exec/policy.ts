@@ -555,12 +555,20 @@ function gzipFilesFor(path: string, suffixes: readonly string[]): string[] {
 }
 
 /**
- * Why curl's write-out (`-w`, `--write-out`) may not be given, or `undefined`: since curl 8.3 its
+ * Why curl's arguments may not be given as they are, or `undefined`: an `--expand-` option (curl
+ * 8.3 and later put `{{name}}` variables, such as `--variable d=.`, into its value, making a path
+ * these rules never see), or the write-out (`-w`, `--write-out`) to a file: since curl 8.3 its
  * `%output{/path}` (or `%output{>>/path}`) writes the rest of it to that file, which these rules do
  * not check, and `-w @file` reads the format, and any `%output{...}` in it, from a file they never
  * see. A `-w` anywhere in a bundle (`-sw`) takes the rest of the bundle or the next argument.
  */
 function curlWriteOutReason(args: readonly string[]): string | undefined {
+  // curl 8.3 and later: `--expand-url 'file:///tmp/{{d}}{{d}}/etc/shadow'`, with `--variable d=.`.
+  const expand = args.find((arg) => arg.startsWith("--expand"));
+  if (expand !== undefined) {
+    return `option "${expand.split("=", 1)[0]}" of curl puts the values of its variables ` +
+      `({{name}}) into its argument, which these rules then never see, and is not allowed`;
+  }
   const output = args.find((arg) => /%output\{/i.test(arg));
   if (output !== undefined) {
     return `argument "${output}" of curl holds "%output{", which writes to the file it names ` +
@@ -860,7 +868,8 @@ export interface CheckPolicyOptions {
  *   that read more options from a file (curl `-K`/`--config`, wget `--config`), wget's
  *   `--use-askpass` (and its `-e use_askpass=...` setting), which runs a program, curl's
  *   `--engine` (which loads a library) and `--proto-default` (a `file:` URL without `file:`),
- *   curl's `-w` holding `%output{` or read from a file (`-w @file`), options
+ *   curl's `-w` holding `%output{` or read from a file (`-w @file`) and its `--expand-` options
+ *   (variables put into a value), options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
  *   gzip `-f`/`-r`, grep `-R`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
  *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or

@@ -1076,6 +1076,22 @@ Deno.test("policy refuses curl's write-out to a file, and its format read from o
   accepted(["curl", "-s", "-w", "%{http_code} %{url}", "-o", "/tmp/x", "http://h/"], policy);
 });
 
+Deno.test("policy refuses curl's --expand- options, which put variables into a path", () => {
+  // curl 8.3 and later: --variable d=. --expand-url 'file:///tmp/{{d}}{{d}}/etc/shadow' read
+  // /tmp/../etc/shadow, a path no argument held.
+  const policy = createPolicy({ extraPrograms: ["curl"] });
+  assert.equal(
+    refused(
+      ["curl", "-g", "--variable", "d=.", "--expand-url", "file:///tmp/{{d}}{{d}}/etc/x"],
+      policy,
+    ),
+    `option "--expand-url" of curl puts the values of its variables ({{name}}) into its ` +
+      "argument, which these rules then never see, and is not allowed",
+  );
+  assert.match(refused(["curl", "--expand-output", "x", "h"], policy), /--expand-output/);
+  accepted(["curl", "-g", "--variable", "d=.", "-d", "{{d}}", "http://h/"], policy);
+});
+
 Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
   // ALLOWED_PROGRAMS=/tmp/.../tools/check.sh under ALLOWED_PATH_PREFIXES: one command extracted
   // an archive over it, and the next command naming it ran what the archive held.
