@@ -18,7 +18,7 @@ export const MAX_CURL_GLOB_EXPANSIONS = 256;
  *
  * Read as curl reads a URL: `\` before `{ [ } ]` makes it a literal; `[]` and an IPv6 address
  * (`[::1]`) are literal; a set's elements are separated by `,`, `\` in it makes any character a
- * literal, and a name may open it (`{<name>a,b}`, curl 8.x; read as such too); a range is
+ * literal, and a name may open it (`{<name>a,b}`, curl 8.x; read both ways); a range is
  * `[a-z]`, `[0-9]` or `[001-100]`, with an optional `:step`.
  *
  * @param arg An argument of curl.
@@ -86,11 +86,21 @@ export function curlGlobExpansions(arg: string): { urls: string[]; globs: number
 /** An IPv6 address in brackets as curl leaves it alone: hex digits, dots and two colons or more. */
 const IPV6 = /^(?=(?:[^:]*:){2})[0-9A-Fa-f:.]+(?:%[0-9A-Za-z._~-]+)?$/;
 
-/** The elements of a set whose text begins at `start` (behind `{`), and the index of its `}`. */
+/**
+ * The elements of a set whose text begins at `start` (behind `{`), and the index of its `}`. A set
+ * that begins with a name (`{<n>a,b}`) gives its elements with the name (as curl before 8.x reads
+ * it, `<n>a`) and without (as curl 8.x does, `a`).
+ */
 function setValues(arg: string, start: number): { values: string[]; end: number } | undefined {
-  let i = start;
-  const named = /^<[^>]{1,64}>/.exec(arg.slice(i));
-  if (named) i += named[0].length;
+  const set = elements(arg, start);
+  const named = /^<[^>]{1,64}>/.exec(arg.slice(start));
+  if (set === undefined || !named) return set;
+  const unnamed = elements(arg, start + named[0].length);
+  return unnamed && { values: [...set.values, ...unnamed.values], end: set.end };
+}
+
+/** The elements of a set as written from `i` to its `}`, and the index of the `}`. */
+function elements(arg: string, i: number): { values: string[]; end: number } | undefined {
   const values: string[] = [];
   let element = "";
   for (; i < arg.length; i++) {
