@@ -8,6 +8,7 @@
 import { constants } from "node:os";
 import { isGranted } from "../permissions.ts";
 import { readTextFileBounded } from "../read_bounded.ts";
+import { helperPath } from "../exec/env.ts";
 
 /**
  * The number of a signal on this platform (`node:os` `constants.signals`), for exit codes of the
@@ -98,6 +99,9 @@ function ignoredSignals(): bigint | undefined {
     try {
       const output = new Deno.Command("ps", {
         args: ["-o", "ignored=", "-p", String(Deno.pid)],
+        // Looked up as the agent's own helpers are: a `ps` left in `/tmp` or `.` would run as
+        // the agent (root, often) at its start.
+        env: { PATH: helperPath() },
         stdin: "null",
         stdout: "piped",
         stderr: "null",
