@@ -423,14 +423,15 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   // The app's limits and admin token, before the store is opened: a bad one left a new SQLite
   // file behind. Dev mode is decided from the store later; here it is what the token says.
   resolveAppOptions({ ...options, devMode: !options.adminToken });
-  checkAddressesFree({ hostname, port, metricsBind: options.metricsBind });
-  checkListenable(hostname, port, options.bindSetting);
   // A store not made yet has no agents: dev mode, unless an admin token is given. What dev mode
-  // refuses is refused before the store is made.
+  // refuses is refused before the store is made, and before the port is looked at: a start
+  // refused for its settings says so whatever else listens there.
   if (!options.adminToken && options.store === undefined && isNewFile(options.db ?? DEFAULT_DB)) {
     const refusal = devModeRefusal(hostname, options);
     if (refusal) throw refusal;
   }
+  checkAddressesFree({ hostname, port, metricsBind: options.metricsBind });
+  checkListenable(hostname, port, options.bindSetting);
   const ownsStore = options.store === undefined;
   let store: CommandStore;
   if (options.store) {

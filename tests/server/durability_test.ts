@@ -103,6 +103,30 @@ Deno.test("queued commands and reported results survive SIGKILL and SIGTERM of t
   }
 });
 
+Deno.test("status serve's dev-mode refusal of a non-loopback address comes before its port is looked at", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "status-serve-" });
+  // Something else listens on the port asked for: the refusal is the settings', not the port's.
+  const busy = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  try {
+    const output = await runCli([
+      "serve",
+      "--bind",
+      "0.0.0.0",
+      "--port",
+      String(busy.addr.port),
+      "--db",
+      `${dir}/status.db`,
+    ], { perms: PERMS.serve, cwd: dir });
+    assert.equal(output.code, 2, output.stderr);
+    assert.match(output.stderr, /dev mode .* listens on loopback only/);
+    assert.doesNotMatch(output.stderr, /already in use/);
+    await assert.rejects(() => Deno.lstat(`${dir}/status.db`), Deno.errors.NotFound);
+  } finally {
+    busy.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("status serve refuses to start in dev mode on a non-loopback address", async () => {
   const dir = await Deno.makeTempDir({ prefix: "status-serve-" });
   try {
