@@ -160,11 +160,12 @@ const WGET_RULES: OptionRules = {
 };
 
 /**
- * wget's setting that runs a program, as `-e` or `--execute` give it (`-e 'use_askpass = /tmp/x'`):
- * wget ignores case, `_` and `-` in a setting's name, and so does the check (which takes them out
- * before it looks for this).
+ * wget's setting that runs a program, as `-e` or `--execute` give it (`-e 'use_askpass = /tmp/x'`,
+ * `-euse_askpass=x`, `--execute=use_askpass=x`): wget ignores case, `_` and `-` in a setting's
+ * name, and so does the check (which takes them out before it looks for this). A setting is
+ * `name = value`: a URL or a file name that only holds the words (`.../use-askpass.html`) is none.
  */
-const WGET_ASKPASS = /useaskpass/i;
+const WGET_ASKPASS = /^(?:[a-z0-9]*e|[a-z]*=)?\s*useaskpass\s*=/i;
 
 /**
  * grep's options (on no default allowlist): `-R` follows every symbolic link it meets in the

@@ -964,6 +964,15 @@ Deno.test("policy refuses curl's and wget's config files, wget's askpass, curl's
       /^setting "--execute=useAskPass=sh" of wget runs other programs/,
     );
   });
+  await t.step("a URL or a file name that only mentions the setting stays allowed", () => {
+    // Only a setting (`name = value`, as -e or --execute gives it) runs the program.
+    accepted(["wget", "https://example.com/docs/use-askpass.html"], policy);
+    accepted(["wget", "-O", "/tmp/use_askpass.txt", "http://h/use_askpass"], policy);
+    assert.match(
+      refused(["wget", "-qeuse_askpass=sh", "http://u@h/"], policy),
+      /^setting "-qeuse_askpass=sh" of wget runs other programs/,
+    );
+  });
   await t.step("what stays allowed", () => {
     accepted(["curl", "-q", "--connect-timeout", "5", "-s", "http://h/"], policy);
     accepted(["curl", "--proto", "=https", "--proto-redir", "=https", "https://h/"], policy);
