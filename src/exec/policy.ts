@@ -1579,7 +1579,8 @@ function pathCandidates(arg: string): string[] {
   const attached = /^-[A-Za-z0-9]+@?(\/.*)$/.exec(arg);
   if (attached) candidates.push(attached[1]);
   for (const candidate of [...candidates]) {
-    if (candidate.startsWith("@") || candidate.startsWith("<")) {
+    // `<` reads a file only after a name (`-F 'name=</path'`): data that begins with it is XML.
+    if (candidate.startsWith("@") || (candidate.startsWith("<") && candidate !== arg)) {
       candidates.push(...readFiles(candidate.slice(1)).filter((file) => file.startsWith("/")));
     }
     const url = /^file:(?:\/\/[^/]*)?(\/.*)$/i.exec(candidate);
@@ -1636,7 +1637,7 @@ function attachedRelativeValues(arg: string): string[] {
   } else if (!arg.startsWith("-")) {
     const eq = arg.indexOf("=");
     if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1).trim());
-    if (arg.startsWith("@") || arg.startsWith("<")) keep(arg.slice(1));
+    if (arg.startsWith("@")) keep(arg.slice(1));
     // curl's `--data-urlencode name@file`: an `@` before any `=`.
     const at = arg.indexOf("@");
     if (at > 0 && (eq < 0 || at < eq) && !arg.startsWith("/")) keep(arg.slice(at));

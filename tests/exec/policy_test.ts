@@ -908,6 +908,8 @@ Deno.test("policy checks the files curl and wget read in their other forms", asy
       accepted(["wget", "-e", "robots = off", "http://h/"], policy, dir);
       // Data that holds "=/path" further on is no setting.
       accepted(["curl", "-d", "q=1&path=/var/log", "http://h/"], policy, dir);
+      // Only -F's `name=<file` reads a file: data that begins with "<" (XML) is data.
+      accepted(["curl", "-d", '<a href="/etc/hostname">x</a>', "http://h/"], policy, dir);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
