@@ -593,6 +593,13 @@ function curlWriteOutReason(args: readonly string[]): string | undefined {
 }
 
 /**
+ * A short option bundle of curl that holds `--next` (`-:`, `-sL:`): only its options that take no
+ * value may come before the `:`; after any other letter (`-uuser:password`, `-xhost:port`) the
+ * rest is that option's value.
+ */
+const CURL_NEXT_IN_BUNDLE = /^-[0-46#aBfgGhIijJklLMnNOpqRsSvVZ]*:/;
+
+/**
  * Whether curl's URL globbing is off for all its URLs: `-g` or `--globoff` is its first argument
  * (no option's value), and no `--next` (`-:`), which begins URLs with globbing on again, nor a
  * `--no-globoff` follows.
@@ -600,7 +607,7 @@ function curlWriteOutReason(args: readonly string[]): string | undefined {
 function curlGlobOff(args: readonly string[]): boolean {
   if (args[0] !== "-g" && args[0] !== "--globoff") return false;
   return !args.some((arg) =>
-    /^-[^-]*:/.test(arg) || (arg.length >= 4 && "--next".startsWith(arg)) ||
+    CURL_NEXT_IN_BUNDLE.test(arg) || (arg.length >= 4 && "--next".startsWith(arg)) ||
     (arg.length >= 6 && "--no-globoff".startsWith(arg.split("=", 1)[0]))
   );
 }

@@ -1030,7 +1030,10 @@ Deno.test("policy checks each URL curl's globbing makes of an argument", async (
   await t.step("-g first turns globbing off, unless --next or --no-globoff follows", () => {
     accepted(["curl", "-g", "file:///tmp/{x,..}/etc/hostname", "-o", "/tmp/#1"], policy);
     accepted(["curl", "--globoff", "-d", '{"a":{"b":[1,2]}}', "http://h/"], policy);
-    for (const more of [["--next"], ["-:"], ["--no-globoff"], ["--no-glob"]]) {
+    // A ":" in the value of a short option (-u user:password, -x host:port, attached) is no --next.
+    accepted(["curl", "-g", "-uadmin:pw", "-d", '{"a":{"b":1}}', "http://h/"], policy);
+    accepted(["curl", "-g", "-sxproxy:3128", "-d", '{"a":{"b":1}}', "http://h/"], policy);
+    for (const more of [["--next"], ["-:"], ["-sL:"], ["--no-globoff"], ["--no-glob"]]) {
       assert.match(
         refused(["curl", "-g", "http://h/", ...more, "file:///tmp/{x,..}/etc"], policy),
         /has a "\.\." segment \(curl expands/,
