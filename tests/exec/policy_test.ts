@@ -910,6 +910,11 @@ Deno.test("policy checks the files curl and wget read in their other forms", asy
       accepted(["curl", "-d", "q=1&path=/var/log", "http://h/"], policy, dir);
       // Only -F's `name=<file` reads a file: data that begins with "<" (XML) is data.
       accepted(["curl", "-d", '<a href="/etc/hostname">x</a>', "http://h/"], policy, dir);
+      // Spaces around "=" make a setting of wget's only: a pattern or data that holds " = /path"
+      // names no file.
+      const grep = createPolicy({ extraPrograms: ["grep", "curl"] });
+      accepted(["grep", "url = /api/v1", `${dir}/a`], grep, dir);
+      accepted(["curl", "-d", "comment = /srv is full", "http://h/"], grep, dir);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
