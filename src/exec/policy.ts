@@ -1584,7 +1584,7 @@ function pathCandidates(arg: string, settings: boolean): string[] {
   if (eq >= 0) candidates.push(arg.slice(eq + 1));
   // wget's `-e 'post_file = /path'` takes the value of its setting without the spaces around it,
   // and so does `--execute=post_file=/path`, an option whose value is such a setting.
-  const second = eq >= 0 && arg.startsWith("-") ? arg.indexOf("=", eq + 1) : -1;
+  const second = settings && eq >= 0 && arg.startsWith("-") ? arg.indexOf("=", eq + 1) : -1;
   for (const at of [eq, second]) {
     // Spaced so only in a setting: elsewhere (grep 'url = /api', curl -d 'a = /b') it is text.
     const value = at >= 0 ? arg.slice(at + 1) : "";

@@ -915,6 +915,8 @@ Deno.test("policy checks the files curl and wget read in their other forms", asy
       const grep = createPolicy({ extraPrograms: ["grep", "curl"] });
       accepted(["grep", "url = /api/v1", `${dir}/a`], grep, dir);
       accepted(["curl", "-d", "comment = /srv is full", "http://h/"], grep, dir);
+      // Nor is the value after a second "=" a path but in wget's --execute=name=value.
+      accepted(["grep", "--regexp=root=/srv/www", `${dir}/a`], grep, dir);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
