@@ -160,11 +160,12 @@ const WGET_RULES: OptionRules = {
 };
 
 /**
- * wget's setting that runs a program, as `-e` or `--execute` give it (`-e 'use_askpass = /tmp/x'`):
- * wget ignores case, `_` and `-` in a setting's name, and so does the check (which takes them out
- * before it looks for this).
+ * wget's setting that runs a program, as `-e` or `--execute` give it (`-e 'use_askpass = /tmp/x'`,
+ * `-euse_askpass=x`, `--execute=use_askpass=x`): wget ignores case, `_` and `-` in a setting's
+ * name, and so does the check (which takes them out before it looks for this). A setting is
+ * `name = value`: a URL or a file name that only holds the words (`.../use-askpass.html`) is none.
  */
-const WGET_ASKPASS = /useaskpass/i;
+const WGET_ASKPASS = /^(?:[a-z0-9]*e|[a-z]*=)?\s*useaskpass\s*=/i;
 
 /**
  * grep's options (on no default allowlist): `-R` follows every symbolic link it meets in the
@@ -592,6 +593,13 @@ function curlWriteOutReason(args: readonly string[]): string | undefined {
 }
 
 /**
+ * A short option bundle of curl that holds `--next` (`-:`, `-sL:`): only its options that take no
+ * value may come before the `:`; after any other letter (`-uuser:password`, `-xhost:port`) the
+ * rest is that option's value.
+ */
+const CURL_NEXT_IN_BUNDLE = /^-[0-46#aBfgGhIijJklLMnNOpqRsSvVZ]*:/;
+
+/**
  * Whether curl's URL globbing is off for all its URLs: `-g` or `--globoff` is its first argument
  * (no option's value), and no `--next` (`-:`), which begins URLs with globbing on again, nor a
  * `--no-globoff` follows.
@@ -599,7 +607,7 @@ function curlWriteOutReason(args: readonly string[]): string | undefined {
 function curlGlobOff(args: readonly string[]): boolean {
   if (args[0] !== "-g" && args[0] !== "--globoff") return false;
   return !args.some((arg) =>
-    /^-[^-]*:/.test(arg) || (arg.length >= 4 && "--next".startsWith(arg)) ||
+    CURL_NEXT_IN_BUNDLE.test(arg) || (arg.length >= 4 && "--next".startsWith(arg)) ||
     (arg.length >= 6 && "--no-globoff".startsWith(arg.split("=", 1)[0]))
   );
 }
@@ -1017,7 +1025,14 @@ export class PolicyChecker {
     for (let i = 0; i < args.length; i++) {
       // After tar's first -C, a relative argument names a member under it (or an option's value).
       const cwdHolder = tar && i < tar.firstDirectoryAt ? holder : undefined;
-      const reason = this.#checkArgument(args[i], options.cwd, cwdNames, holder, cwdHolder);
+      const reason = this.#checkArgument(
+        args[i],
+        options.cwd,
+        cwdNames,
+        holder,
+        cwdHolder,
+        programName === "wget",
+      );
       if (reason) return { ok: false, reason };
     }
     if (programName === "curl" && !curlGlobOff(args)) {
@@ -1314,7 +1329,8 @@ export class PolicyChecker {
   /**
    * Why one argument may not be given, `undefined` when it may. `holder` is tar's name when a
    * directory that holds one of the agent's own paths may not be named either, and `cwdHolder`
-   * the same for a relative argument taken in the working directory.
+   * the same for a relative argument taken in the working directory; `settings` when the program
+   * takes settings written `name = value` (wget's `-e`).
    */
   #checkArgument(
     arg: string,
@@ -1322,10 +1338,11 @@ export class PolicyChecker {
     cwdNames: (() => ReadonlySet<string> | undefined) | undefined,
     holder: string | undefined,
     cwdHolder: string | undefined,
+    settings = false,
   ): string | undefined {
     const prefixes = this.#prefixes;
     const allowed = () => prefixes.length ? prefixes.join(", ") : "none";
-    for (const candidate of pathCandidates(arg)) {
+    for (const candidate of pathCandidates(arg, settings)) {
       if (hasDotDot(candidate)) return `path "${candidate}" has a ".." segment`;
       if (candidate.startsWith("/")) {
         const path = normalizePath(candidate);
@@ -1357,7 +1374,7 @@ export class PolicyChecker {
       }
     }
     if (cwd) {
-      for (const value of attachedRelativeValues(arg)) {
+      for (const value of attachedRelativeValues(arg, settings)) {
         const reason = this.#checkAttachedValue(arg, value, cwd, cwdNames?.(), holder);
         if (reason) return reason;
       }
@@ -1555,22 +1572,24 @@ function sameFile(a: string, b: string): boolean {
  * (`dd if=/path`), a short option's path (`-f/path`, `-d@/path`), and in each of them a file read
  * by `@/path` (as curl takes `-d @/path` and `-F name=@/path`, bsdtar `@/archive`) or by `</path`
  * (curl's `-F 'name=</path'`), the files of curl's lists (see {@link readFiles}), the file of
- * curl's `name@/path` (`--data-urlencode`), the value of a setting after any `=` without the
- * spaces around it (wget's `-e 'post_file = /path'`), or a path named by a `file:` URL
- * (`file:///path`, also percent-decoded as the program decodes it). An absolute argument is one
- * path, `=` or not.
+ * curl's `name@/path` (`--data-urlencode`), for a program that takes settings (`settings`:
+ * wget's `-e 'post_file = /path'`) the value of a setting after any `=` without the spaces around
+ * it, or a path named by a `file:` URL (`file:///path`, also percent-decoded as the program
+ * decodes it). An absolute argument is one path, `=` or not.
  */
-function pathCandidates(arg: string): string[] {
+function pathCandidates(arg: string, settings: boolean): string[] {
   const candidates = [arg];
   if (arg.startsWith("/")) return candidates;
   const eq = arg.indexOf("=");
   if (eq >= 0) candidates.push(arg.slice(eq + 1));
   // wget's `-e 'post_file = /path'` takes the value of its setting without the spaces around it,
   // and so does `--execute=post_file=/path`, an option whose value is such a setting.
-  const second = eq >= 0 && arg.startsWith("-") ? arg.indexOf("=", eq + 1) : -1;
+  const second = settings && eq >= 0 && arg.startsWith("-") ? arg.indexOf("=", eq + 1) : -1;
   for (const at of [eq, second]) {
-    const value = at >= 0 ? arg.slice(at + 1).trim() : "";
-    if (value.startsWith("/")) candidates.push(value);
+    // Spaced so only in a setting: elsewhere (grep 'url = /api', curl -d 'a = /b') it is text.
+    const value = at >= 0 ? arg.slice(at + 1) : "";
+    const shown = settings ? value.trim() : value;
+    if (shown.startsWith("/")) candidates.push(shown);
   }
   // curl's `--data-urlencode name@/path` (and `--variable`): an `@` before any `=`.
   const at = arg.indexOf("@");
@@ -1578,7 +1597,8 @@ function pathCandidates(arg: string): string[] {
   const attached = /^-[A-Za-z0-9]+@?(\/.*)$/.exec(arg);
   if (attached) candidates.push(attached[1]);
   for (const candidate of [...candidates]) {
-    if (candidate.startsWith("@") || candidate.startsWith("<")) {
+    // `<` reads a file only after a name (`-F 'name=</path'`): data that begins with it is XML.
+    if (candidate.startsWith("@") || (candidate.startsWith("<") && candidate !== arg)) {
       candidates.push(...readFiles(candidate.slice(1)).filter((file) => file.startsWith("/")));
     }
     const url = /^file:(?:\/\/[^/]*)?(\/.*)$/i.exec(candidate);
@@ -1614,10 +1634,11 @@ const NAME_MAX = 255;
  * operand `name=value` (`dd if=name`), and for a short option bundle every rest after one of its
  * letters (`-fname` is `-f name` to date and tar, `-la` takes no value; which letters take one
  * depends on the program, so each rest counts), and in each the file of `@name` (`-d@name`,
- * `f=@name`, `@name`). A rest whose first segment is longer than a file name can be is left out:
- * it names nothing.
+ * `f=@name`, `@name`); for a program that takes settings (`settings`: wget's `-e 'name = value'`),
+ * an operand's value without the spaces around it. A rest whose first segment is longer than a
+ * file name can be is left out: it names nothing.
  */
-function attachedRelativeValues(arg: string): string[] {
+function attachedRelativeValues(arg: string, settings: boolean): string[] {
   const values: string[] = [];
   const keep = (value: string) => {
     if (value === "" || value.startsWith("/")) return;
@@ -1634,8 +1655,10 @@ function attachedRelativeValues(arg: string): string[] {
     if (eq > 2) keep(arg.slice(eq + 1));
   } else if (!arg.startsWith("-")) {
     const eq = arg.indexOf("=");
-    if (eq > 0 && !arg.startsWith("/")) keep(arg.slice(eq + 1).trim());
-    if (arg.startsWith("@") || arg.startsWith("<")) keep(arg.slice(1));
+    if (eq > 0 && !arg.startsWith("/")) {
+      keep(settings ? arg.slice(eq + 1).trim() : arg.slice(eq + 1));
+    }
+    if (arg.startsWith("@")) keep(arg.slice(1));
     // curl's `--data-urlencode name@file`: an `@` before any `=`.
     const at = arg.indexOf("@");
     if (at > 0 && (eq < 0 || at < eq) && !arg.startsWith("/")) keep(arg.slice(at));

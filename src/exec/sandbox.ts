@@ -775,11 +775,6 @@ export class Cell implements AsyncDisposable {
   }
 
   /**
-   * Sets the command's `pids.max` once the agent has left its cgroup: while the agent was in it
-   * for the spawn, its own threads counted, and a limit below their number would have refused
-   * the spawn's fork itself.
-   */
-  /**
    * Bounds the command's processes before the spawn already, with room for the agent's own
    * threads (which count while it is in the cgroup) and {@link SPAWN_THREAD_MARGIN} more it may
    * start meanwhile: a command forking at once (a fork bomb) would otherwise fork without bound
@@ -800,6 +795,11 @@ export class Cell implements AsyncDisposable {
     }
   }
 
+  /**
+   * Sets the command's `pids.max` once the agent has left its cgroup: while the agent was in it
+   * for the spawn, its own threads counted, and a limit below their number would have refused
+   * the spawn's fork itself.
+   */
   #limitProcesses(cgroup: string): void {
     const limit = this.#sandbox.processLimit;
     if (limit === undefined || (this.#sandbox.pidsV1Home && !this.#pidsGroup)) return;

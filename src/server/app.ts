@@ -222,7 +222,12 @@ export function createApp(options: AppOptions): DashboardApp {
   });
 
   const cancelWaiters = new CancelWaiters({ maxWaitsPerAgent: settings.maxWaitsPerAgent });
-  const resync = () => resyncWaits(store, hub, cancelWaiters, cancelAsked);
+  const resync = () => {
+    // A revoked event may have been missed: the requests whose steps began before now read their
+    // agent again once their body is in (see `WaiterHub.dismissedSince`).
+    hub.forgetDismissals();
+    return resyncWaits(store, hub, cancelWaiters, cancelAsked);
+  };
   const availability = new StoreAvailability({
     clock,
     // A SQLite file (and its -wal file) is looked at: removed or replaced under the dashboard, the
@@ -286,7 +291,16 @@ export function createApp(options: AppOptions): DashboardApp {
     maxBodyBytes: settings.maxBodyBytes,
     seen: (agentId) => lastSeen.seen(agentId),
     bodySlots,
-    dismissals: hub,
+    // On a shared store, the other instances' revocations come as events: while they are not
+    // heard (the listening connection lost), every agent may have been dismissed meanwhile.
+    dismissals: shared
+      ? {
+        get mark() {
+          return hub.mark;
+        },
+        dismissedSince: (agentId, mark) => availability.deaf || hub.dismissedSince(agentId, mark),
+      }
+      : hub,
   };
   const offlineAfterMs = settings.offlineAfterSecs * 1000;
   const deps: RouteDeps = {

@@ -118,6 +118,14 @@ export class StoreAvailability {
     return this.#down !== null;
   }
 
+  /**
+   * Whether this instance does not hear the other instances' events now (see
+   * {@link StoreAvailability.notificationsLost}): one that revokes an agent's token may be missed.
+   */
+  get deaf(): boolean {
+    return this.#deaf !== null;
+  }
+
   /** Why it is down and since when (ms), or `null`. */
   get outage(): { since: number; error: string } | null {
     return this.#down;

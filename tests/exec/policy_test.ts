@@ -908,6 +908,15 @@ Deno.test("policy checks the files curl and wget read in their other forms", asy
       accepted(["wget", "-e", "robots = off", "http://h/"], policy, dir);
       // Data that holds "=/path" further on is no setting.
       accepted(["curl", "-d", "q=1&path=/var/log", "http://h/"], policy, dir);
+      // Only -F's `name=<file` reads a file: data that begins with "<" (XML) is data.
+      accepted(["curl", "-d", '<a href="/etc/hostname">x</a>', "http://h/"], policy, dir);
+      // Spaces around "=" make a setting of wget's only: a pattern or data that holds " = /path"
+      // names no file.
+      const grep = createPolicy({ extraPrograms: ["grep", "curl"] });
+      accepted(["grep", "url = /api/v1", `${dir}/a`], grep, dir);
+      accepted(["curl", "-d", "comment = /srv is full", "http://h/"], grep, dir);
+      // Nor is the value after a second "=" a path but in wget's --execute=name=value.
+      accepted(["grep", "--regexp=root=/srv/www", `${dir}/a`], grep, dir);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -962,6 +971,15 @@ Deno.test("policy refuses curl's and wget's config files, wget's askpass, curl's
     assert.match(
       refused(["wget", "--execute=useAskPass=sh", "http://u@h/"], policy),
       /^setting "--execute=useAskPass=sh" of wget runs other programs/,
+    );
+  });
+  await t.step("a URL or a file name that only mentions the setting stays allowed", () => {
+    // Only a setting (`name = value`, as -e or --execute gives it) runs the program.
+    accepted(["wget", "https://example.com/docs/use-askpass.html"], policy);
+    accepted(["wget", "-O", "/tmp/use_askpass.txt", "http://h/use_askpass"], policy);
+    assert.match(
+      refused(["wget", "-qeuse_askpass=sh", "http://u@h/"], policy),
+      /^setting "-qeuse_askpass=sh" of wget runs other programs/,
     );
   });
   await t.step("what stays allowed", () => {
@@ -1019,7 +1037,10 @@ Deno.test("policy checks each URL curl's globbing makes of an argument", async (
   await t.step("-g first turns globbing off, unless --next or --no-globoff follows", () => {
     accepted(["curl", "-g", "file:///tmp/{x,..}/etc/hostname", "-o", "/tmp/#1"], policy);
     accepted(["curl", "--globoff", "-d", '{"a":{"b":[1,2]}}', "http://h/"], policy);
-    for (const more of [["--next"], ["-:"], ["--no-globoff"], ["--no-glob"]]) {
+    // A ":" in the value of a short option (-u user:password, -x host:port, attached) is no --next.
+    accepted(["curl", "-g", "-uadmin:pw", "-d", '{"a":{"b":1}}', "http://h/"], policy);
+    accepted(["curl", "-g", "-sxproxy:3128", "-d", '{"a":{"b":1}}', "http://h/"], policy);
+    for (const more of [["--next"], ["-:"], ["-sL:"], ["--no-globoff"], ["--no-glob"]]) {
       assert.match(
         refused(["curl", "-g", "http://h/", ...more, "file:///tmp/{x,..}/etc"], policy),
         /has a "\.\." segment \(curl expands/,

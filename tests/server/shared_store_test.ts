@@ -546,9 +546,13 @@ Deno.test("an agent waiting on another instance shows as online here, from its f
   const inner = openSqliteStore(":memory:");
   await inner.addAgent({ id: "a1", token: TOKEN, scopes: AGENT_SCOPES, now: T0 });
   const clock = new FakeClock(T0);
-  const [a, b] = [fakeShared(inner), fakeShared(inner)].map(({ store }) =>
+  const shared = [fakeShared(inner), fakeShared(inner)];
+  const [a, b] = shared.map(({ store }) =>
     createApp({ store, clock, adminToken: ADMIN_TOKEN, autoExpireLeases: false })
   );
+  // Once A listens and has re-checked its waits: a wait whose steps span that resync is answered
+  // 204 (a revoked event may have been missed before A listened).
+  await until(() => shared[0].state.listener !== undefined && a.hub.mark > 0, "A listens");
   const state = async () => {
     const response = await b.app.request("/api/v1/agents", {
       headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
@@ -575,4 +579,75 @@ Deno.test("an agent waiting on another instance shows as online here, from its f
     await b.close();
     await inner.close();
   }
+});
+
+Deno.test("a token rotated by another instance while this one did not hear it refuses a request whose body arrived after", async (t) => {
+  /** An enqueue of a1's whose body arrives once `meanwhile` has run (its head is checked then). */
+  const heldBack = async (
+    d: Awaited<ReturnType<typeof setup>>,
+    id: string,
+    meanwhile: () => Promise<void>,
+  ) => {
+    const bodyText = JSON.stringify({ id, name: "echo" });
+    const headers = agentHeaders({ path: P.enqueue, method: "POST", bodyText, now: Date.now() });
+    const reading = Promise.withResolvers<void>();
+    const sent = Promise.withResolvers<void>();
+    let done = false;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (done) return controller.close();
+        reading.resolve();
+        await sent.promise;
+        controller.enqueue(new TextEncoder().encode(bodyText));
+        done = true;
+      },
+    });
+    const answer = d.dashboard.app.request(P.enqueue, {
+      method: "POST",
+      headers,
+      body,
+      duplex: "half",
+    } as RequestInit);
+    await reading.promise;
+    await meanwhile();
+    sent.resolve();
+    return await answer;
+  };
+  const rotateElsewhere = async (d: Awaited<ReturnType<typeof setup>>) => {
+    assert.equal(
+      await d.inner.setAgentToken("a1", "rotated-elsewhere-0123456789abcdefghijkl"),
+      true,
+    );
+  };
+
+  await t.step("its notifications lost: the revoked event never comes", async () => {
+    await using d = await setup();
+    d.state.listener!.lost!(new Error("connection refused"));
+    const answer = await heldBack(d, "slow-deaf", () => rotateElsewhere(d));
+    assert.equal(answer.status, 401);
+    assert.match((await answer.json()).error, /^agent id or bearer token is wrong/);
+    assert.equal(await d.inner.getCommand("slow-deaf"), null, "nothing queued with the old token");
+  });
+
+  await t.step("heard again (a resync) while the body arrived: the event was missed", async () => {
+    await using d = await setup();
+    const answer = await heldBack(d, "slow-resync", async () => {
+      await rotateElsewhere(d);
+      d.state.listener!.resync();
+    });
+    assert.equal(answer.status, 401);
+    await answer.body?.cancel();
+    assert.equal(
+      await d.inner.getCommand("slow-resync"),
+      null,
+      "nothing queued with the old token",
+    );
+  });
+
+  await t.step("heard all along, nothing rotated: taken", async () => {
+    await using d = await setup();
+    const answer = await heldBack(d, "slow-ok", () => Promise.resolve());
+    assert.equal(answer.status, 202);
+    await answer.body?.cancel();
+  });
 });
