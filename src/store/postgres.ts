@@ -1287,10 +1287,24 @@ export class PostgresStore implements CommandStore, SharedStore {
     claim?: Pick<ClaimRequest, "deploymentHash" | "deliveryLeaseMs">,
   ): Promise<EnqueueOutcome> {
     return this.#tx("enqueue", async (tx): Promise<EnqueueOutcome> => {
+      // A run's part whose run was cancelled is stored cancelled, never queued: a step that read
+      // the run before the cancel (another instance's, enqueueing its parts one by one) hands out
+      // none after the cancel committed. The run's row is read under a shared lock: a cancel
+      // under way commits before this reads it, or waits until this enqueue has committed.
       const inserted = await tx.unsafe(
-        `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 1, $8, $8, $9)
+        `WITH part AS MATERIALIZED (
+           SELECT r.cancel_requested FROM run_targets t JOIN runs r ON r.id = t.run_id
+           WHERE t.command_id = $1 FOR SHARE OF r
+         ), s AS (
+           SELECT CASE WHEN EXISTS (SELECT 1 FROM part WHERE cancel_requested)
+             THEN 'cancelled' ELSE 'queued' END AS status
+         )
+         INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
+           status, attempt, created_at, updated_at, expires_at, completed_at)
+         SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::integer, $7::text, s.status,
+           1, $8::bigint, $8::bigint, $9::bigint,
+           CASE WHEN s.status = 'cancelled' THEN $8::bigint END
+         FROM s
          ON CONFLICT (id) DO NOTHING RETURNING id`,
         [
           command.id,
@@ -1326,7 +1340,9 @@ export class PostgresStore implements CommandStore, SharedStore {
       if (claimed && claimed.id !== command.id) {
         events.push({ type: "changed", commandId: claimed.id });
       }
-      if (claimed?.id !== command.id) events.push({ type: "queued", agentId: command.agentId });
+      if (created.status === "queued" && claimed?.id !== command.id) {
+        events.push({ type: "queued", agentId: command.agentId });
+      }
       await this.#notify(tx, ...events);
       return claim
         ? { outcome: "created", command: created, claimed: claimed ?? null }

@@ -1863,6 +1863,37 @@ export function runStoreContract(
   });
 
   test(
+    "a run's part enqueued after its run's cancel is stored cancelled, never claimed",
+    async (store) => {
+      await store.createRun(newRun("r", ["a1", "a2"]));
+      // A step (another instance's) started both parts before the cancel and enqueues them after.
+      assert.deepEqual(
+        (await store.advanceRun("r", T0))?.toEnqueue.map((t) => t.commandId),
+        ["r:a1", "r:a2"],
+      );
+      assert.equal((await store.cancelRun("r", T0 + 1)).outcome, "cancelled");
+      const waited = await store.enqueue(
+        { id: "r:a1", agentId: "a1", name: "uname -a", params: {}, fingerprint: "f", now: T0 + 2 },
+        { deploymentHash: "default", deliveryLeaseMs: LEASE },
+      );
+      assert.equal(waited.outcome, "created");
+      if (waited.outcome !== "created") return;
+      assert.equal(waited.command.status, "cancelled");
+      assert.equal(waited.command.completedAt, T0 + 2);
+      assert.equal(waited.claimed, null, "not handed to the wait it was enqueued for");
+      const queued = await enqueue(store, "r:a2", { agentId: "a2", now: T0 + 2 });
+      assert.equal(queued.command.status, "cancelled");
+      assert.equal(await claim(store, "a2", "default", T0 + 3), null, "nor to a later wait");
+      assert.deepEqual(await store.getCommand("r:a1"), waited.command);
+      // A command outside a run, for the same agent, is queued as ever.
+      assert.equal((await enqueue(store, "other", { now: T0 + 2 })).command.status, "queued");
+      const end = await store.advanceRun("r", T0 + 4);
+      assert.equal(end?.run.completedAt, T0 + 4);
+      assert.equal(runStatus(end!.run), "cancelled");
+    },
+  );
+
+  test(
     "prunes commands final before a time with their results and output, in batches",
     async (store, t) => {
       const keep = { headBytes: 100, tailBytes: 100 };
