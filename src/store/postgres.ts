@@ -206,6 +206,13 @@ const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
 /**
+ * A row when the queued command `commands.id` is a part of a run whose cancel was recorded: a claim
+ * passes over it (the cancel's step cancels it), so no part is handed out once a cancel committed.
+ */
+const CANCELLED_RUN_PART = `SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id
+  WHERE t.command_id = commands.id AND r.cancel_requested`;
+
+/**
  * Statements whose cost must follow what they are asked for, not the size of the tables: a page
  * of agents, one agent, a batch of chunks (exported for the tests of their query plans).
  */
@@ -1363,6 +1370,7 @@ export class PostgresStore implements CommandStore, SharedStore {
          WHERE agent_id = $1 AND status = 'queued'
            AND (deployment_hash IS NULL OR deployment_hash = $2)
            AND (expires_at IS NULL OR expires_at > $4)
+           AND NOT EXISTS (${CANCELLED_RUN_PART})
          ORDER BY priority, seq LIMIT 1
          FOR UPDATE SKIP LOCKED
        ), c AS (

@@ -1364,12 +1364,17 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     return this.#firstQueued(request)?.id ?? null;
   }
 
-  /** The agent's next queued command for a wait on the hash (its id and priority rank). */
+  /**
+   * The agent's next queued command for a wait on the hash (its id and priority rank); a part of
+   * a run whose cancel was recorded is passed over (the cancel's step cancels it).
+   */
   #firstQueued(request: ClaimRequest): { id: string; priority: number } | null {
     const row = this.#stmt(
       `SELECT id, priority FROM commands
      WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
        AND (expires_at IS NULL OR expires_at > ?)
+       AND NOT EXISTS (SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id
+         WHERE t.command_id = commands.id AND r.cancel_requested = 1)
      ORDER BY priority, seq LIMIT 1`,
     ).get(request.agentId, request.deploymentHash, request.now) as Row | undefined;
     return row ? { id: String(row.id), priority: num(row.priority) } : null;

@@ -753,8 +753,9 @@ export interface CommandStore extends AsyncDisposable {
   /**
    * Takes the agent's next queued command matching the deployment hash (priority, then first in
    * first out), marks it `delivered` under a delivery lease and returns it; `null` when none.
-   * A command whose queue expiry is at or before `now` is never claimed. Two claims never return
-   * the same command. Cheap when nothing matches (no write).
+   * A command whose queue expiry is at or before `now` is never claimed, nor a run's part whose
+   * run's cancel was recorded (the cancel's step cancels it). Two claims never return the same
+   * command. Cheap when nothing matches (no write).
    */
   claimNext(request: ClaimRequest): Promise<CommandRecord | null>;
   /**
