@@ -471,7 +471,10 @@ export class RunScheduler {
     let ended = false;
     for (const target of run.targets) {
       const command = target.command;
-      if (!command || FINAL_STATUSES.has(command.status) || command.cancelRequested) continue;
+      if (!command || FINAL_STATUSES.has(command.status)) continue;
+      // Asked to stop already, unless queued again since (a delivery undone): no wait takes a
+      // cancelled run's part, which the cancel ends now.
+      if (command.cancelRequested && command.status !== "queued") continue;
       // The command's id is the target's (`<run id>:<agent id>`).
       const id = target.commandId;
       const outcome = await this.#options.store.cancel(id, this.#options.clock.now());
