@@ -1263,13 +1263,14 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#run("record last seen", async (sql) => {
       // The rows are locked in the order of their ids first: every instance flushes the agents
       // it saw, in the order it saw them, and two flushes locking shared rows in other orders
-      // deadlock (one of them then fails).
+      // deadlock (one of them then fails). Not for a key update: an enqueue holding its agent's
+      // row (against a removal) does not wait for a flush.
       await sql.unsafe(
         `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v (id, at)),
          locked AS MATERIALIZED (
            SELECT a.id FROM agents a JOIN v ON v.id = a.id
            WHERE a.last_seen_at IS NULL OR a.last_seen_at < v.at
-           ORDER BY a.id FOR UPDATE OF a
+           ORDER BY a.id FOR NO KEY UPDATE OF a
          )
          UPDATE agents a SET last_seen_at = v.at FROM v, locked l
          WHERE a.id = v.id AND l.id = a.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
@@ -1298,8 +1299,13 @@ export class PostgresStore implements CommandStore, SharedStore {
       // the run before the cancel (another instance's, enqueueing its parts one by one) hands out
       // none after the cancel committed. The run's row is read under a shared lock: a cancel
       // under way commits before this reads it, or waits until this enqueue has committed.
+      // The agent's row is held as well (a removal deletes it): a removal under way on another
+      // instance commits first, the caller then finding the agent gone, or waits for this enqueue
+      // and ends the new command with the agent's others.
       const inserted = await tx.unsafe(
-        `WITH part AS MATERIALIZED (
+        `WITH agent AS MATERIALIZED (
+           SELECT 1 FROM agents WHERE id = $2 FOR KEY SHARE
+         ), part AS MATERIALIZED (
            SELECT r.cancel_requested FROM run_targets t JOIN runs r ON r.id = t.run_id
            WHERE t.command_id = $1 FOR SHARE OF r
          ), s AS (
@@ -1311,7 +1317,7 @@ export class PostgresStore implements CommandStore, SharedStore {
          SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::integer, $7::text, s.status,
            1, $8::bigint, $8::bigint, $9::bigint,
            CASE WHEN s.status = 'cancelled' THEN $8::bigint END
-         FROM s
+         FROM s CROSS JOIN (SELECT count(*) FROM agent) AS held
          ON CONFLICT (id) DO NOTHING RETURNING id`,
         [
           command.id,

@@ -3,6 +3,7 @@
  * instance and a cancel accepted on the other.
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { until } from "../_until.ts";
 import { createApp, type DashboardApp } from "../../src/server/mod.ts";
 import { openPostgresStore } from "../../src/store/postgres.ts";
@@ -157,6 +158,71 @@ Deno.test({
       const ended = await pending;
       assert.equal(ended.status, 204);
       await ended.body?.cancel();
+    }
+  },
+});
+
+Deno.test({
+  name: "a run's part enqueued while another instance removes its agent ends with the agent's " +
+    "other commands",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    using _logs = captureLogs();
+    const db = await migratedTestDatabase(migrate);
+    const store = await openPostgresStore(db.url);
+    const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+    const dashboard = createApp({
+      store,
+      clock: new FakeClock(Date.now(), true),
+      adminToken: ADMIN_TOKEN,
+      autoExpireLeases: false,
+      runSweepMs: 0,
+    });
+    try {
+      await store.addAgent({ id: "a1", token: tokenOf("a1"), scopes: AGENT_SCOPES, now: 0 });
+      const now = Date.now();
+      await store.createRun({
+        id: "r",
+        name: "uname",
+        params: {},
+        target: { agents: ["a1"] },
+        fingerprint: "fp",
+        maxConcurrency: 1,
+        maxConcurrencySpec: 1,
+        maxErrors: null,
+        targets: [{ agentId: "a1", commandId: "r:a1", offlineAtCreation: false }],
+        now,
+      });
+      let stepped: Promise<unknown> | undefined;
+      let settled = false;
+      // Another instance removes a1: its agent row is gone and its commands not final are ended
+      // (none yet), not committed, when this instance's step enqueues a1's part.
+      await sql.begin(async (tx) => {
+        await tx`DELETE FROM agents WHERE id = 'a1'`;
+        await tx`UPDATE commands SET status = 'cancelled', end_cause = 'agent_removed'
+          WHERE agent_id = 'a1' AND status IN ('queued', 'delivered', 'running')`;
+        stepped = dashboard.runs.advance("r").finally(() => settled = true);
+        await until(
+          async () =>
+            settled ||
+            (await sql`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+              AND wait_event_type = 'Lock'`).length > 0,
+          "the step's enqueue is done or waits",
+        );
+      });
+      await stepped;
+      // Old behaviour: the part was stored queued, the step found the agent still there, and the
+      // removal had ended none of its commands: the part waited for a removed agent until its
+      // queue expiry, and the run with it.
+      const command = await store.getCommand("r:a1");
+      assert.deepEqual([command?.status, command?.endCause], ["cancelled", "agent_removed"]);
+    } finally {
+      await dashboard.close();
+      await sql.end();
+      await store.close();
+      await db.drop();
     }
   },
 });
