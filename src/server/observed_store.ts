@@ -122,6 +122,10 @@ export function observeStore(store: CommandStore, observers: StoreObservers): Co
       if (outcome.outcome !== "created") return;
       committed();
       events.publish(outcome.command.id);
+      // A part of a cancelled run is stored cancelled: it finished as it was made.
+      if (outcome.command.status === "cancelled") {
+        metrics?.commandsFinished.inc({ status: "cancelled" });
+      }
       delivered(outcome.claimed);
     },
     claimNext(result) {

@@ -439,9 +439,11 @@ export class RunScheduler {
     if (run.cancelRequested) {
       // After the enqueue: a target started before the cancel and enqueued only now (its enqueue
       // failed, or the dashboard died before it) is cancelled too.
-      if (await this.#cancelCommands(run)) {
-        // Queued commands are final once cancelled: the run may have ended with them, and says so
-        // now (its `completed_at`), not at a later step.
+      const cancelled = await this.#cancelCommands(run);
+      if (cancelled || (run.completedAt === null && run.targets.every(targetFinal))) {
+        // Queued commands are final once cancelled, and parts enqueued after the cancel were
+        // stored cancelled: the run may have ended with them, and says so now (its
+        // `completed_at`), not at a later step.
         run = (await store.stepRun(runId, clock.now()))?.run ?? run;
       }
     }
@@ -469,7 +471,10 @@ export class RunScheduler {
     let ended = false;
     for (const target of run.targets) {
       const command = target.command;
-      if (!command || FINAL_STATUSES.has(command.status) || command.cancelRequested) continue;
+      if (!command || FINAL_STATUSES.has(command.status)) continue;
+      // Asked to stop already, unless queued again since (a delivery undone): no wait takes a
+      // cancelled run's part, which the cancel ends now.
+      if (command.cancelRequested && command.status !== "queued") continue;
       // The command's id is the target's (`<run id>:<agent id>`).
       const id = target.commandId;
       const outcome = await this.#options.store.cancel(id, this.#options.clock.now());
@@ -829,8 +834,9 @@ export async function enqueueRunCommand(
     now,
     expiresAt: now + (run.params.ttl_secs ?? deps.queueTtlSecs) * 1000,
   };
-  // A part started before the run's cancel and enqueued only after it is stored for the step to
-  // cancel at once, not handed to a wait of its agent: it would run after the cancel.
+  // A part started before the run's cancel and enqueued only after it is stored cancelled by the
+  // store, which reads the run's cancel in the enqueue's transaction (also when the cancel came
+  // through another instance after this step read the run): no wait of its agent is woken for it.
   const outcome = run.cancelRequested
     ? await deps.store.enqueue(command)
     : await enqueueAndWake(deps, command);

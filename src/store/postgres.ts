@@ -206,6 +206,13 @@ const FROM = `FROM commands c LEFT JOIN results r ON r.command_id = c.id`;
 const FROM_UPDATED = `FROM c LEFT JOIN results r ON r.command_id = c.id`;
 
 /**
+ * A row when the queued command `commands.id` is a part of a run whose cancel was recorded: a claim
+ * passes over it (the cancel's step cancels it), so no part is handed out once a cancel committed.
+ */
+const CANCELLED_RUN_PART = `SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id
+  WHERE t.command_id = commands.id AND r.cancel_requested`;
+
+/**
  * Statements whose cost must follow what they are asked for, not the size of the tables: a page
  * of agents, one agent, a batch of chunks (exported for the tests of their query plans).
  */
@@ -1256,13 +1263,14 @@ export class PostgresStore implements CommandStore, SharedStore {
     return this.#run("record last seen", async (sql) => {
       // The rows are locked in the order of their ids first: every instance flushes the agents
       // it saw, in the order it saw them, and two flushes locking shared rows in other orders
-      // deadlock (one of them then fails).
+      // deadlock (one of them then fails). Not for a key update: an enqueue holding its agent's
+      // row (against a removal) does not wait for a flush.
       await sql.unsafe(
         `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v (id, at)),
          locked AS MATERIALIZED (
            SELECT a.id FROM agents a JOIN v ON v.id = a.id
            WHERE a.last_seen_at IS NULL OR a.last_seen_at < v.at
-           ORDER BY a.id FOR UPDATE OF a
+           ORDER BY a.id FOR NO KEY UPDATE OF a
          )
          UPDATE agents a SET last_seen_at = v.at FROM v, locked l
          WHERE a.id = v.id AND l.id = a.id AND (a.last_seen_at IS NULL OR a.last_seen_at < v.at)`,
@@ -1287,10 +1295,29 @@ export class PostgresStore implements CommandStore, SharedStore {
     claim?: Pick<ClaimRequest, "deploymentHash" | "deliveryLeaseMs">,
   ): Promise<EnqueueOutcome> {
     return this.#tx("enqueue", async (tx): Promise<EnqueueOutcome> => {
+      // A run's part whose run was cancelled is stored cancelled, never queued: a step that read
+      // the run before the cancel (another instance's, enqueueing its parts one by one) hands out
+      // none after the cancel committed. The run's row is read under a shared lock: a cancel
+      // under way commits before this reads it, or waits until this enqueue has committed.
+      // The agent's row is held as well (a removal deletes it): a removal under way on another
+      // instance commits first, the caller then finding the agent gone, or waits for this enqueue
+      // and ends the new command with the agent's others.
       const inserted = await tx.unsafe(
-        `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
-           status, attempt, created_at, updated_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 1, $8, $8, $9)
+        `WITH agent AS MATERIALIZED (
+           SELECT 1 FROM agents WHERE id = $2 FOR KEY SHARE
+         ), part AS MATERIALIZED (
+           SELECT r.cancel_requested FROM run_targets t JOIN runs r ON r.id = t.run_id
+           WHERE t.command_id = $1 FOR SHARE OF r
+         ), s AS (
+           SELECT CASE WHEN EXISTS (SELECT 1 FROM part WHERE cancel_requested)
+             THEN 'cancelled' ELSE 'queued' END AS status
+         )
+         INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
+           status, attempt, created_at, updated_at, expires_at, completed_at)
+         SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::integer, $7::text, s.status,
+           1, $8::bigint, $8::bigint, $9::bigint,
+           CASE WHEN s.status = 'cancelled' THEN $8::bigint END
+         FROM s CROSS JOIN (SELECT count(*) FROM agent) AS held
          ON CONFLICT (id) DO NOTHING RETURNING id`,
         [
           command.id,
@@ -1326,7 +1353,9 @@ export class PostgresStore implements CommandStore, SharedStore {
       if (claimed && claimed.id !== command.id) {
         events.push({ type: "changed", commandId: claimed.id });
       }
-      if (claimed?.id !== command.id) events.push({ type: "queued", agentId: command.agentId });
+      if (created.status === "queued" && claimed?.id !== command.id) {
+        events.push({ type: "queued", agentId: command.agentId });
+      }
       await this.#notify(tx, ...events);
       return claim
         ? { outcome: "created", command: created, claimed: claimed ?? null }
@@ -1347,6 +1376,7 @@ export class PostgresStore implements CommandStore, SharedStore {
          WHERE agent_id = $1 AND status = 'queued'
            AND (deployment_hash IS NULL OR deployment_hash = $2)
            AND (expires_at IS NULL OR expires_at > $4)
+           AND NOT EXISTS (${CANCELLED_RUN_PART})
          ORDER BY priority, seq LIMIT 1
          FOR UPDATE SKIP LOCKED
        ), c AS (

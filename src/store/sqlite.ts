@@ -1264,19 +1264,29 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         // The wait takes the new command itself when it matches and no queued one comes first
         // (`ORDER BY priority, seq`): then it is written delivered at once, not queued and then
         // updated (one statement and two queue index entries fewer on the wake-up path).
+        // A run's part whose run was cancelled is stored cancelled, never queued (as the
+        // PostgreSQL store does: a step that read the run before the cancel hands out none after).
+        const cancelled = this.#stmt(
+          `SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id
+           WHERE t.command_id = ? AND r.cancel_requested = 1`,
+        ).get(command.id) !== undefined;
         let takesNew = false;
-        if (request && (deploymentHash === null || deploymentHash === request.deploymentHash)) {
+        if (
+          request && !cancelled &&
+          (deploymentHash === null || deploymentHash === request.deploymentHash)
+        ) {
           const first = this.#firstQueued(request);
           takesNew = (expiresAt === null || expiresAt > now) &&
             (first === null || rank < first.priority);
         }
         const leaseExpiresAt = takesNew ? now + request!.deliveryLeaseMs : null;
         // No read first: an id that exists already is the rare case (a retried enqueue).
+        const completedAt = cancelled ? now : null;
         const inserted = this.#stmt(
           `INSERT INTO commands (id, agent_id, deployment_hash, name, params, priority, fingerprint,
            status, attempt, created_at, updated_at, expires_at, lease_expires_at, delivered_at,
-           delivered_attempt)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+           delivered_attempt, completed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING`,
         ).run(
           command.id,
@@ -1286,13 +1296,14 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           params,
           rank,
           command.fingerprint,
-          takesNew ? "delivered" : "queued",
+          cancelled ? "cancelled" : takesNew ? "delivered" : "queued",
           now,
           now,
           expiresAt,
           leaseExpiresAt,
           takesNew ? now : null,
           takesNew ? 1 : 0,
+          completedAt,
         );
         if (num(inserted.changes) === 0) {
           const existing = this.#mustCommand(command.id);
@@ -1308,7 +1319,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           name: command.name,
           params: JSON.parse(params),
           priority: PRIORITIES[rank] ?? "normal",
-          status: "queued",
+          status: cancelled ? "cancelled" : "queued",
           attempt: 1,
           deliveredAttempt: 0,
           leaseExpiresAt: null,
@@ -1318,7 +1329,7 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
           createdAt: command.now,
           deliveredAt: null,
           ackedAt: null,
-          completedAt: null,
+          completedAt,
           expiresAt,
           updatedAt: command.now,
           result: null,
@@ -1353,12 +1364,17 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
     return this.#firstQueued(request)?.id ?? null;
   }
 
-  /** The agent's next queued command for a wait on the hash (its id and priority rank). */
+  /**
+   * The agent's next queued command for a wait on the hash (its id and priority rank); a part of
+   * a run whose cancel was recorded is passed over (the cancel's step cancels it).
+   */
   #firstQueued(request: ClaimRequest): { id: string; priority: number } | null {
     const row = this.#stmt(
       `SELECT id, priority FROM commands
      WHERE agent_id = ? AND status = 'queued' AND (deployment_hash IS NULL OR deployment_hash = ?)
        AND (expires_at IS NULL OR expires_at > ?)
+       AND NOT EXISTS (SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id
+         WHERE t.command_id = commands.id AND r.cancel_requested = 1)
      ORDER BY priority, seq LIMIT 1`,
     ).get(request.agentId, request.deploymentHash, request.now) as Row | undefined;
     return row ? { id: String(row.id), priority: num(row.priority) } : null;

@@ -194,7 +194,8 @@ export interface NewCommand {
 /** Outcome of {@link CommandStore.enqueue}. */
 export type EnqueueOutcome =
   /**
-   * Stored as a new queued command (`command` as it was inserted). With a claim,
+   * Stored as a new queued command (`command` as it was inserted; `cancelled`: a part of a
+   * cancelled run, see {@link CommandStore.enqueue}). With a claim,
    * `claimed` is the command claimed for the wait in the same transaction (normally the new one;
    * an older queued command first when one matches), or `null`.
    */
@@ -735,6 +736,11 @@ export interface CommandStore extends AsyncDisposable {
   /**
    * Stores a new queued command; idempotent on the id.
    *
+   * A run's part (a command id of a run's target) whose run's cancel was recorded is stored
+   * `cancelled` instead, completed at `command.now`, and never claimed: the run's cancel flag is
+   * read in the enqueue's transaction, atomic against {@link CommandStore.cancelRun}, so a step that
+   * read the run before its cancel (another instance's) hands out no part after the cancel.
+   *
    * With `claim` (the dashboard has an open wait that the new command matches), a newly created
    * command is followed in the same transaction by a claim as {@link CommandStore.claimNext}
    * makes it, for a wait on `claim.deploymentHash` at `command.now`, returned as `claimed`: the
@@ -747,8 +753,9 @@ export interface CommandStore extends AsyncDisposable {
   /**
    * Takes the agent's next queued command matching the deployment hash (priority, then first in
    * first out), marks it `delivered` under a delivery lease and returns it; `null` when none.
-   * A command whose queue expiry is at or before `now` is never claimed. Two claims never return
-   * the same command. Cheap when nothing matches (no write).
+   * A command whose queue expiry is at or before `now` is never claimed, nor a run's part whose
+   * run's cancel was recorded (the cancel's step cancels it). Two claims never return the same
+   * command. Cheap when nothing matches (no write).
    */
   claimNext(request: ClaimRequest): Promise<CommandRecord | null>;
   /**

@@ -2263,3 +2263,30 @@ Deno.test("a cancel that finds every part ended ends the run, and its followers 
     scheduler.close();
   }
 });
+
+Deno.test("a cancelled run's part whose delivery was undone after the cancel is cancelled, and the run ends", async () => {
+  using _logs = captureLogs();
+  await using d = await makeDashboard();
+  const now = d.clock.now();
+  await createRunOf(d.store, "r", ["a1"], now);
+  await d.dashboard.runs.advance("r");
+  // Claimed for a wait of a1 whose answer is not sent yet when the operator cancels the run.
+  const claimed = await d.store.claimNext({
+    agentId: "a1",
+    deploymentHash: "default",
+    now,
+    deliveryLeaseMs: 60_000,
+  });
+  assert.equal(claimed?.id, "r:a1");
+  const cancelled = await d.dashboard.runs.cancel("r");
+  assert.equal(cancelled.outcome, "cancelled");
+  assert.equal((await d.store.getCommand("r:a1"))?.cancelRequested, true);
+  // The wait's client went away: the claim is undone, the part queued again, its cancel flag kept.
+  assert.equal(await d.store.release("r:a1", 1, now + 1), true);
+  const run = await d.dashboard.runs.advance("r");
+  // Old behaviour: the step passed over a part whose cancel was requested, and no wait may take a
+  // cancelled run's part: it stayed queued, the run `cancelling`, until its queue expiry.
+  assert.equal((await d.store.getCommand("r:a1"))?.status, "cancelled");
+  assert.notEqual(run?.completedAt, null);
+  assert.equal(runStatus(run!), "cancelled");
+});

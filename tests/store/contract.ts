@@ -1863,6 +1863,60 @@ export function runStoreContract(
   });
 
   test(
+    "a run's part enqueued after its run's cancel is stored cancelled, never claimed",
+    async (store) => {
+      await store.createRun(newRun("r", ["a1", "a2"]));
+      // A step (another instance's) started both parts before the cancel and enqueues them after.
+      assert.deepEqual(
+        (await store.advanceRun("r", T0))?.toEnqueue.map((t) => t.commandId),
+        ["r:a1", "r:a2"],
+      );
+      assert.equal((await store.cancelRun("r", T0 + 1)).outcome, "cancelled");
+      const waited = await store.enqueue(
+        { id: "r:a1", agentId: "a1", name: "uname -a", params: {}, fingerprint: "f", now: T0 + 2 },
+        { deploymentHash: "default", deliveryLeaseMs: LEASE },
+      );
+      assert.equal(waited.outcome, "created");
+      if (waited.outcome !== "created") return;
+      assert.equal(waited.command.status, "cancelled");
+      assert.equal(waited.command.completedAt, T0 + 2);
+      assert.equal(waited.claimed, null, "not handed to the wait it was enqueued for");
+      const queued = await enqueue(store, "r:a2", { agentId: "a2", now: T0 + 2 });
+      assert.equal(queued.command.status, "cancelled");
+      assert.equal(await claim(store, "a2", "default", T0 + 3), null, "nor to a later wait");
+      assert.deepEqual(await store.getCommand("r:a1"), waited.command);
+      // A command outside a run, for the same agent, is queued as ever.
+      assert.equal((await enqueue(store, "other", { now: T0 + 2 })).command.status, "queued");
+      const end = await store.advanceRun("r", T0 + 4);
+      assert.equal(end?.run.completedAt, T0 + 4);
+      assert.equal(runStatus(end!.run), "cancelled");
+    },
+  );
+
+  test(
+    "a run's queued part is not claimed once its run's cancel is recorded",
+    async (store) => {
+      await store.createRun(newRun("r", ["a1", "a2"]));
+      await store.advanceRun("r", T0);
+      await enqueue(store, "r:a1", { agentId: "a1" });
+      await enqueue(store, "r:a2", { agentId: "a2" });
+      await enqueue(store, "later", { agentId: "a2", now: T0 + 1 });
+      assert.equal((await store.cancelRun("r", T0 + 2)).outcome, "cancelled");
+      // The cancel's step has not cancelled the parts yet (it goes through them one by one) when
+      // the agents' waits come. Old behaviour: each wait was handed its part, after the cancel.
+      assert.equal(await claim(store, "a1", "default", T0 + 3), null);
+      assert.equal((await claim(store, "a2", "default", T0 + 3))?.id, "later");
+      const waited = await store.enqueue(
+        { id: "new", agentId: "a1", name: "echo", params: {}, fingerprint: "f", now: T0 + 4 },
+        { deploymentHash: "default", deliveryLeaseMs: LEASE },
+      );
+      assert.equal(waited.outcome === "created" ? waited.claimed?.id : null, "new");
+      assert.equal((await store.getCommand("r:a1"))?.status, "queued", "left for the cancel");
+      assert.equal((await store.cancel("r:a1", T0 + 5)).outcome, "cancelled");
+    },
+  );
+
+  test(
     "prunes commands final before a time with their results and output, in batches",
     async (store, t) => {
       const keep = { headBytes: 100, tailBytes: 100 };

@@ -1968,6 +1968,67 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "postgres store: a run's part enqueued while another instance's cancel of the run commits " +
+    "waits for it, and is stored cancelled",
+  ignore,
+  async fn() {
+    await using cluster = await instances(1);
+    const [store] = cluster.stores;
+    await store.createRun({
+      id: "r",
+      name: "uname",
+      params: {},
+      target: { agents: ["a1"] },
+      fingerprint: "fp",
+      maxConcurrency: 1,
+      maxConcurrencySpec: 1,
+      maxErrors: null,
+      targets: [{ agentId: "a1", commandId: "r:a1", offlineAtCreation: false }],
+      now: T0,
+    });
+    assert.equal((await store.stepRun("r", T0))?.toEnqueue.length, 1);
+    const sql = postgres(cluster.url, { max: 2, onnotice: () => {} });
+    try {
+      // Another instance's cancel holds the run's lock, its flag set and not committed yet.
+      let enqueued: ReturnType<typeof store.enqueue> | undefined;
+      await sql.begin(async (tx) => {
+        await tx`SELECT id FROM runs WHERE id = 'r' FOR UPDATE`;
+        await tx`UPDATE runs SET cancel_requested = true WHERE id = 'r'`;
+        // This instance's step started a1's part before the cancel, and a1 waits here.
+        enqueued = store.enqueue(newCommand("r:a1", "a1", T0 + 1), {
+          deploymentHash: "default",
+          deliveryLeaseMs: 30_000,
+        });
+        await until(
+          async () =>
+            (await sql`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+              AND wait_event_type = 'Lock'`).length > 0,
+          "the enqueue waits for a lock",
+        );
+      });
+      // Old behaviour: the enqueue read no run, and handed the part to a1's wait as the cancel
+      // committed.
+      const outcome = await enqueued!;
+      assert.equal(outcome.outcome, "created");
+      assert.equal(outcome.command.status, "cancelled");
+      assert.equal(outcome.outcome === "created" ? outcome.claimed : undefined, null);
+      assert.equal(
+        await store.claimNext({
+          agentId: "a1",
+          deploymentHash: "default",
+          now: T0 + 2,
+          deliveryLeaseMs: 30_000,
+        }),
+        null,
+      );
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
   name: "postgres store: a run of 5,000 targets is created in time on a database 2 ms away",
   ignore,
   sanitizeOps: false,
