@@ -1266,10 +1266,12 @@ export class SqliteStore implements CommandStore, RequestIdJournal {
         // updated (one statement and two queue index entries fewer on the wake-up path).
         // A run's part whose run was cancelled is stored cancelled, never queued (as the
         // PostgreSQL store does: a step that read the run before the cancel hands out none after).
-        const cancelled = this.#stmt(
-          `SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id
+        // A part's id is `<run id>:<agent id>`: an id without a colon (every other enqueue) is
+        // none, and costs the wake-up path no statement.
+        const cancelled = command.id.includes(":") && this.#stmt(
+              `SELECT 1 FROM run_targets t JOIN runs r ON r.id = t.run_id
            WHERE t.command_id = ? AND r.cancel_requested = 1`,
-        ).get(command.id) !== undefined;
+            ).get(command.id) !== undefined;
         let takesNew = false;
         if (
           request && !cancelled &&

@@ -112,7 +112,9 @@ Deno.test({
       b: ["r:a2", heldB],
     });
     const { a, b, store } = instances;
-    // Every agent waits on A.
+    // Every agent waits on A, once A listens and has re-checked its waits (a wait whose steps
+    // span that first resync is answered 204: a revoked event may have been missed before).
+    await until(() => a.hub.mark > 0, "A listens");
     const waits = agents.map((agentId) => wait(a, agentId));
     await until(() => a.hub.size === agents.length, "the agents' waits are open on A");
     const created = admin(a, "/api/v1/runs", { id: "r", name: "uname", target: { agents } });
