@@ -200,6 +200,9 @@ export function probeCgroups(tag: string): CgroupHome | string {
   if (!path) return "this process is in no cgroup v2 group";
   const ownPath = ownCgroupOf(path);
   const own = `${mount}${ownPath === "/" ? "" : ownPath}`;
+  // Started in the leaf (by a process that lived there): it goes back there, not into its own
+  // cgroup, which cgroup v2 may no longer let hold a process.
+  if (path.endsWith(`/${LEAF_NAME}`) && !leaves.has(own)) leaves.set(own, `${mount}${path}`);
   try {
     return whileMoving(own, () => probeBelow(own, tag));
   } catch (error) {
@@ -414,7 +417,7 @@ export function homeOf(own: string): string {
   return leaves.get(own) ?? own;
 }
 
-/** The start of {@link enableController}'s answer when the kernel refused the own cgroup (EBUSY). */
+/** What {@link enableController} says when the kernel refused the own cgroup a controller (EBUSY). */
 function busyIn(dir: string): string {
   return `it cannot be turned on in ${dir}, which holds processes (cgroup v2 passes it down ` +
     "only from a cgroup that holds none)";

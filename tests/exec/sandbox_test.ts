@@ -33,6 +33,7 @@ import {
   pidsV1Mount,
   pidsV1Path,
   probeBelow,
+  probeCgroups,
   startWatchdog,
   v1Mount,
   v1Path,
@@ -1559,19 +1560,38 @@ Deno.test({
         assert.equal(typeof other, "object", String(other));
         assert.ok(readProcs(leaf).includes(Deno.pid));
       });
+      await t.step("an agent started in the leaf goes back there, not to its own", () => {
+        // A process its parent left in the leaf (it moved there for the memory controller) was
+        // moved back into its own cgroup after its probe, which cgroup v2 refuses: no cgroups.
+        const fresh = `${own}/status-nip-${crypto.randomUUID().slice(0, 8)}`;
+        Deno.mkdirSync(`${fresh}/status.agent`, { recursive: true });
+        try {
+          writeText(`${fresh}/status.agent/cgroup.procs`, String(Deno.pid));
+          writeText(`${fresh}/cgroup.subtree_control`, "+hugetlb");
+          const found = probeCgroups("t3");
+          assert.deepEqual(found, { own: fresh, base: `${fresh}/status-t3` });
+          assert.equal(homeOf(fresh), `${fresh}/status.agent`);
+          assert.ok(readProcs(`${fresh}/status.agent`).includes(Deno.pid));
+        } finally {
+          writeText(`${own}/cgroup.procs`, String(Deno.pid));
+          removeCgroups(fresh);
+        }
+      });
     } finally {
       writeText(`${own}/cgroup.procs`, String(Deno.pid));
-      for (const dir of [`${test}/status-t2`, home.base, `${test}/status.agent`, test]) {
-        try {
-          Deno.removeSync(dir);
-        } catch {
-          // not made
-        }
-      }
+      removeCgroups(test);
       if (!passed) writeText(`${own}/cgroup.subtree_control`, "-hugetlb");
     }
   },
 });
+
+/** Removes a cgroup and every cgroup below it (empty ones: the test moved itself out first). */
+function removeCgroups(dir: string): void {
+  for (const entry of Deno.readDirSync(dir)) {
+    if (entry.isDirectory) removeCgroups(`${dir}/${entry.name}`);
+  }
+  Deno.removeSync(dir);
+}
 
 /** The processes of a cgroup. */
 function readProcs(cgroup: string): number[] {
