@@ -14,6 +14,13 @@ export const DEFAULT_MAX_TIMEOUT_SECS = 3600;
  * than a build or an archive needs, far fewer than a fork bomb takes.
  */
 export const DEFAULT_COMMAND_MAX_PROCESSES = 4096;
+/**
+ * Most memory one command's processes may use together, in bytes (its cgroup's `memory.max`): 2
+ * GiB, more than the tools an agent runs take (a package manager's metadata, a log search, an
+ * archive), and a bound that leaves the agent, the dashboard and the server's own services their
+ * memory on most servers when a command allocates without end.
+ */
+export const DEFAULT_COMMAND_MAX_MEMORY = 2 * 1024 ** 3;
 /** How long one long-poll waits on the dashboard, in seconds. */
 export const DEFAULT_POLLING_TIMEOUT_SECS = 30;
 /** First back-off delay of the agent after a failure, in seconds. */

@@ -132,6 +132,12 @@ export interface ExecutorOptions {
    * @default {4096}
    */
   maxProcesses?: number;
+  /**
+   * Most memory (bytes) one command's processes may use together (`COMMAND_MAX_MEMORY`), through
+   * its cgroup's `memory.max`; 0 for no limit. Only with a cgroup per command.
+   * @default {2147483648}
+   */
+  maxMemory?: number;
   /** The agent's state directory: names its cgroups and is protected from commands. */
   stateDir?: string;
   /**
@@ -180,7 +186,8 @@ export interface ExecutorOptions {
  * @throws {TypeError} When the allowlist, a path prefix, an extra variable, `COMMAND_USER` or
  *   `COMMAND_CWD` is invalid (it may not lie in the agent's own paths, nor be or hold its state
  *   directory).
- * @throws {RangeError} When `maxProcesses` is not a whole number from 0 to 4194304.
+ * @throws {RangeError} When `maxProcesses` is not a whole number from 0 to 4194304, or
+ *   `maxMemory` is neither 0 nor a whole number of bytes from 1 MiB to 1024 TiB.
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
   const protectedPaths = ownPaths([
@@ -199,6 +206,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     cwd: options.cwd,
     cgroups: options.cgroups,
     maxProcesses: options.maxProcesses,
+    maxMemory: options.maxMemory,
     tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
     protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
   });

@@ -212,6 +212,7 @@ const EXEC_OPTIONS: OptionNames<ExecutorOptions> = {
   cwd: true,
   user: true,
   maxProcesses: true,
+  maxMemory: true,
   stateDir: true,
   protectedPaths: true,
   confine: true,

@@ -123,6 +123,7 @@ export function executorFromSettings(
     cwd: s.commandCwd,
     user: s.commandUser,
     maxProcesses: s.commandMaxProcesses,
+    maxMemory: s.commandMaxMemory,
     stateDir: s.stateDir,
     protectedPaths: ownFiles,
     secretValues: s.agentToken ? [s.agentToken] : [],

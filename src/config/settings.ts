@@ -15,7 +15,7 @@ import * as defaults from "../defaults.ts";
 import { LOG_LEVELS } from "../log/levels.ts";
 import { parseLabels } from "../protocol/runs.ts";
 import { allowedPrefixProblem, allowedProgramProblem } from "../exec/policy.ts";
-import { MAX_PIDS_LIMIT } from "../exec/cgroup.ts";
+import { MAX_PIDS_LIMIT, parseMemorySize } from "../exec/cgroup.ts";
 import {
   AGENT_SECRET_ENV_NAMES,
   codeEnvReason,
@@ -672,6 +672,20 @@ const SPECS = {
     ),
     roles: ["agent"],
     placeholder: "<n>",
+  },
+  commandMaxMemory: {
+    env: "COMMAND_MAX_MEMORY",
+    description:
+      "Most memory a command may use (2147483648 bytes: 2G), through its cgroup's memory.max (0 or unlimited: no limit; without a cgroup per command there is none)",
+    default: defaults.DEFAULT_COMMAND_MAX_MEMORY,
+    expected:
+      "a size from 1M to 1024T: bytes, or a number with K, M, G or T (powers of 1024: 512M, 2G), or 0 or unlimited (no limit)",
+    schema: z.preprocess(
+      (v) => parseMemorySize(v) ?? v,
+      z.number().int().refine((n) => parseMemorySize(n) === n),
+    ),
+    roles: ["agent"],
+    placeholder: "<size>",
   },
   metricsIntervalSecs: {
     env: "METRICS_INTERVAL_SECS",

@@ -115,13 +115,15 @@ export async function killCgroup(cgroup: string, limitMs = 5000): Promise<boolea
  * The agent's own cgroup from the path `/proc/self/cgroup` shows now. While another agent of the
  * same process (another thread: a library embedding two agents, parallel tests) starts a command,
  * the whole process is in that command's cgroup (`<own>/status-<tag>/cmd-…`) or in a probe
- * (`…/probe-<pid>`) for a moment; the cgroup above those is the process's own.
+ * (`…/probe-<pid>`) for a moment; the cgroup above those is the process's own. So is the one
+ * above the leaf the process moved into for the memory controller (`<own>/status.agent`).
  *
  * @param path The path, starting with `/`.
  * @returns The own cgroup's path.
  */
 export function ownCgroupOf(path: string): string {
-  const inside = /^(.*)\/status-[^/]+\/(?:cmd-\d+-\d+-[0-9a-f]+|probe-\d+)$/.exec(path);
+  const inside = /^(.*)\/(?:status-[^/]+\/(?:cmd-\d+-\d+-[0-9a-f]+|probe-\d+)|status\.agent)$/
+    .exec(path);
   return inside ? inside[1] || "/" : path;
 }
 
@@ -198,6 +200,9 @@ export function probeCgroups(tag: string): CgroupHome | string {
   if (!path) return "this process is in no cgroup v2 group";
   const ownPath = ownCgroupOf(path);
   const own = `${mount}${ownPath === "/" ? "" : ownPath}`;
+  // Started in the leaf (by a process that lived there): it goes back there, not into its own
+  // cgroup, which cgroup v2 may no longer let hold a process.
+  if (path.endsWith(`/${LEAF_NAME}`) && !leaves.has(own)) leaves.set(own, `${mount}${path}`);
   try {
     return whileMoving(own, () => probeBelow(own, tag));
   } catch (error) {
@@ -231,11 +236,11 @@ export function probeBelow(own: string, tag: string): CgroupHome | string {
   try {
     Deno.mkdirSync(probe);
     writeText(`${probe}/cgroup.procs`, String(Deno.pid));
-    writeText(`${own}/cgroup.procs`, String(Deno.pid));
+    writeText(`${homeOf(own)}/cgroup.procs`, String(Deno.pid));
     Deno.removeSync(probe);
   } catch (error) {
     try {
-      writeText(`${own}/cgroup.procs`, String(Deno.pid));
+      writeText(`${homeOf(own)}/cgroup.procs`, String(Deno.pid));
       Deno.removeSync(probe);
     } catch {
       // best effort
@@ -329,17 +334,117 @@ function listsController(text: string, name: string): boolean {
  *   when it is on.
  */
 export function enablePids(home: CgroupHome): string | undefined {
+  return enableController(home, "pids");
+}
+
+/**
+ * Turns the memory controller on for the command cgroups below `home.base`, as
+ * {@link enablePids} does the pids controller. A domain controller, cgroup v2 passes it down only
+ * from a cgroup that holds no process of its own ("no internal processes"): the agent's own
+ * cgroup, which holds the agent, is refused it (EBUSY) unless it is the root. When the agent's
+ * process is the only one there, it moves into a leaf of its own cgroup ({@link LEAF_NAME}), where
+ * it stays, and the controller is turned on; when others are there too, the agent stays and says
+ * so. Called with the own cgroup locked ({@link whileMoving}).
+ *
+ * @param home Where the command cgroups live.
+ * @returns Why it cannot be turned on (a clause: "it is not available in ..."), or `undefined`
+ *   when it is on.
+ */
+export function enableMemory(home: CgroupHome): string | undefined {
+  return enableDomain(home, "memory");
+}
+
+/**
+ * @internal {@link enableMemory} of any domain controller (a test takes one this machine's
+ * cgroup v2 has).
+ *
+ * @param home Where the command cgroups live.
+ * @param name The controller.
+ * @returns Why it cannot be turned on, or `undefined` when it is on.
+ */
+export function enableDomain(home: CgroupHome, name: string): string | undefined {
+  const why = enableController(home, name);
+  if (why !== busyIn(home.own)) return why;
+  const others = readPids(home.own).filter((pid) => pid !== Deno.pid);
+  if (others.length > 0) {
+    return `it cannot be turned on in ${home.own}, which holds other processes than the agent ` +
+      `(${others.slice(0, 5).join(", ")}${others.length > 5 ? ", ..." : ""}): cgroup v2 passes ` +
+      "it down only from a cgroup that holds no processes; run the agent in a cgroup of its own";
+  }
+  const leaf = `${home.own}/${LEAF_NAME}`;
+  try {
+    try {
+      Deno.mkdirSync(leaf);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+    writeText(`${leaf}/cgroup.procs`, String(Deno.pid));
+  } catch (error) {
+    return `it cannot be turned on in ${home.own}, which holds the agent, and the agent cannot ` +
+      `move into ${leaf} (${(error as Error).message})`;
+  }
+  leaves.set(home.own, leaf);
+  const again = enableController(home, name);
+  if (again === undefined) return undefined;
+  // Back where it was: nothing changed.
+  try {
+    writeText(`${home.own}/cgroup.procs`, String(Deno.pid));
+    leaves.delete(home.own);
+  } catch {
+    // It stays in the leaf, where it moves back to after each spawn.
+  }
+  return again;
+}
+
+/**
+ * The leaf cgroup below its own that the agent's process moves into when cgroup v2 would not
+ * pass the memory controller down from a cgroup holding it (see {@link enableMemory}); a name
+ * no `status-<tag>` directory of command cgroups can have.
+ */
+export const LEAF_NAME = "status.agent";
+
+/** The leaf each own cgroup's process moved into ({@link enableMemory}). */
+const leaves = new Map<string, string>();
+
+/**
+ * Where this process belongs while it is not spawning a command: its own cgroup, or the leaf
+ * below it it moved into ({@link enableMemory}). The cgroup a spawn or a probe moves it back to.
+ *
+ * @param own The own cgroup's directory.
+ * @returns The directory.
+ */
+export function homeOf(own: string): string {
+  return leaves.get(own) ?? own;
+}
+
+/** What {@link enableController} says when the kernel refused the own cgroup a controller (EBUSY). */
+function busyIn(dir: string): string {
+  return `it cannot be turned on in ${dir}, which holds processes (cgroup v2 passes it down ` +
+    "only from a cgroup that holds none)";
+}
+
+/**
+ * Whether an error is the kernel's EBUSY (which Deno gives as a plain `Error` whose `code` is
+ * `"EBUSY"`): a cgroup that holds processes refused a domain controller, a cgroup v1 memory
+ * limit below what the group uses.
+ */
+export function isBusy(error: unknown): boolean {
+  return error instanceof Deno.errors.Busy || (error as { code?: unknown })?.code === "EBUSY";
+}
+
+function enableController(home: CgroupHome, name: string): string | undefined {
   for (const dir of [home.own, home.base]) {
     const enabled = readText(`${dir}/cgroup.subtree_control`);
     if (enabled === undefined) return `${dir}/cgroup.subtree_control cannot be read`;
-    if (listsController(enabled, "pids")) continue;
-    if (!listsController(readText(`${dir}/cgroup.controllers`) ?? "", "pids")) {
+    if (listsController(enabled, name)) continue;
+    if (!listsController(readText(`${dir}/cgroup.controllers`) ?? "", name)) {
       return `it is not available in ${dir} (a cgroup v1 hierarchy holds it, or the cgroup ` +
         "above does not pass it down)";
     }
     try {
-      writeText(`${dir}/cgroup.subtree_control`, "+pids");
+      writeText(`${dir}/cgroup.subtree_control`, `+${name}`);
     } catch (error) {
+      if (isBusy(error) && dir === home.own) return busyIn(dir);
       return `it cannot be turned on in ${dir}: ${(error as Error).message}`;
     }
   }
@@ -357,51 +462,73 @@ export function pidsMaxEvents(cgroup: string): number {
   return count === undefined ? 0 : Number(count);
 }
 
+/** The controllers the agent looks for in a cgroup v1 hierarchy (a hybrid system). */
+export type V1Controller = "pids" | "memory";
+
 /**
- * The mount point of a cgroup v1 hierarchy that holds the pids controller, in a
- * `/proc/self/mountinfo` text (a hybrid system: `cgroup` mounted with the option `pids`).
+ * The mount point of a cgroup v1 hierarchy that holds a controller, in a `/proc/self/mountinfo`
+ * text (a hybrid system: `cgroup` mounted with the option `pids` or `memory`).
  *
  * @param mountinfo The text.
+ * @param controller The controller.
  * @returns The mount point, or `undefined`.
  */
-export function pidsV1Mount(mountinfo: string): string | undefined {
+export function v1Mount(mountinfo: string, controller: V1Controller): string | undefined {
   for (const line of mountinfo.split("\n")) {
     const [left, right] = line.split(" - ");
     const [type, , options] = right?.split(" ") ?? [];
-    if (type !== "cgroup" || !options?.split(",").includes("pids")) continue;
+    if (type !== "cgroup" || !options?.split(",").includes(controller)) continue;
     return left.split(" ")[4]?.replace(/\\040/g, " ");
   }
   return undefined;
 }
 
 /**
- * The path of a process in the cgroup v1 hierarchy of the pids controller, in a
- * `/proc/<pid>/cgroup` text (the `N:pids:/path` line).
+ * The path of a process in the cgroup v1 hierarchy of a controller, in a `/proc/<pid>/cgroup`
+ * text (the `N:pids:/path` or `N:memory:/path` line).
  *
  * @param text The text.
+ * @param controller The controller.
  * @returns The path (starting with `/`), or `undefined`.
  */
-export function pidsV1Path(text: string): string | undefined {
-  const line = text.split("\n").find((l) => l.split(":")[1]?.split(",").includes("pids"));
+export function v1Path(text: string, controller: V1Controller): string | undefined {
+  const line = text.split("\n").find((l) => l.split(":")[1]?.split(",").includes(controller));
   return line?.slice(line.indexOf(":", line.indexOf(":") + 1) + 1).trim() || undefined;
 }
 
+/** {@link v1Mount} of the pids controller. */
+export function pidsV1Mount(mountinfo: string): string | undefined {
+  return v1Mount(mountinfo, "pids");
+}
+
+/** {@link v1Path} of the pids controller. */
+export function pidsV1Path(text: string): string | undefined {
+  return v1Path(text, "pids");
+}
+
+/** The file of a cgroup v1 group that holds each controller's limit. */
+const V1_LIMIT_FILES: Record<V1Controller, string> = {
+  pids: "pids.max",
+  memory: "memory.limit_in_bytes",
+};
+
 /**
- * On a hybrid system, whose cgroup v2 hierarchy lacks the pids controller because a cgroup v1
+ * On a hybrid system, whose cgroup v2 hierarchy lacks a controller because a cgroup v1
  * hierarchy holds it: the agent's group there and its directory of command groups
  * (`status-<tag>`, made here), where each command gets a group of the same name as its cgroup v2
- * one, for its `pids.max` alone (cgroup v2 still finds and stops its processes). Called with the
+ * one, for its limit alone (cgroup v2 still finds and stops its processes). Called with the
  * own cgroup v2 locked ({@link whileMoving}): the process's path is then its own.
  *
+ * @param controller The controller (`pids.max`, `memory.limit_in_bytes`).
  * @param tag Names this agent's directory.
  * @returns Where the command groups live, or why there are none (a clause: "it is not ...").
  */
-export function probePidsV1(tag: string): CgroupHome | string {
+export function probeV1(controller: V1Controller, tag: string): CgroupHome | string {
   let mount: string | undefined;
   let path: string | undefined;
   try {
-    mount = pidsV1Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
-    path = pidsV1Path(Deno.readTextFileSync("/proc/self/cgroup"));
+    mount = v1Mount(Deno.readTextFileSync("/proc/self/mountinfo"), controller);
+    path = v1Path(Deno.readTextFileSync("/proc/self/cgroup"), controller);
   } catch (error) {
     return `/proc/self is not readable (${(error as Error).message})`;
   }
@@ -414,6 +541,83 @@ export function probePidsV1(tag: string): CgroupHome | string {
   } catch (error) {
     return `the cgroup v1 hierarchy that holds it refuses ${base} (${(error as Error).message})`;
   }
-  if (!exists(`${base}/pids.max`)) return `${base} has no pids.max`;
+  const file = V1_LIMIT_FILES[controller];
+  if (!exists(`${base}/${file}`)) return `${base} has no ${file}`;
   return { own, base };
+}
+
+/** {@link probeV1} of the pids controller. */
+export function probePidsV1(tag: string): CgroupHome | string {
+  return probeV1("pids", tag);
+}
+
+/** The most bytes `COMMAND_MAX_MEMORY` may name: 1024 TiB. */
+export const MAX_MEMORY_LIMIT = 1024 ** 5;
+
+/**
+ * The fewest bytes `COMMAND_MAX_MEMORY` may name (other than 0, no limit): 1 MiB, below which no
+ * program starts; a bare number that small is most likely a size whose unit was left out.
+ */
+export const MIN_MEMORY_LIMIT = 1024 ** 2;
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+};
+
+/**
+ * Reads a memory size as `COMMAND_MAX_MEMORY` takes it: a whole number of bytes, or a number with
+ * one of the suffixes K, M, G and T (powers of 1024, as systemd's `MemoryMax=` reads them;
+ * `512M`, `1.5G`, `2GiB`), or `0`, `unlimited` or `infinity` for no limit (0). A JSON number is
+ * a number of bytes.
+ *
+ * @param value The text (or number).
+ * @returns The bytes (0: no limit), or `undefined` when it is no size or out of range.
+ */
+export function parseMemorySize(value: unknown): number | undefined {
+  let bytes: number;
+  if (typeof value === "number") bytes = value;
+  else if (typeof value === "string") {
+    const text = value.trim().toLowerCase();
+    if (text === "unlimited" || text === "infinity") return 0;
+    const size = /^(\d+(?:\.\d+)?) ?([kmgt]?)(?:i?b)?$/.exec(text);
+    if (!size || (size[1].includes(".") && size[2] === "")) return undefined;
+    bytes = Math.floor(Number(size[1]) * SIZE_UNITS[size[2]]);
+  } else return undefined;
+  if (!Number.isSafeInteger(bytes)) return undefined;
+  return bytes === 0 || (bytes >= MIN_MEMORY_LIMIT && bytes <= MAX_MEMORY_LIMIT)
+    ? bytes
+    : undefined;
+}
+
+/**
+ * A number of bytes as a size in the largest unit that divides it (`2G`, `1536M`), else in
+ * bytes (`1000000 bytes`).
+ *
+ * @param bytes The bytes.
+ * @returns The size in words.
+ */
+export function describeMemorySize(bytes: number): string {
+  for (const unit of ["T", "G", "M", "K"]) {
+    const size = SIZE_UNITS[unit.toLowerCase()];
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return `${bytes} bytes`;
+}
+
+/**
+ * How many of a cgroup's processes the kernel's OOM killer ended at its memory limit: the
+ * `oom_kill` count of `memory.events` (cgroup v2) or `memory.oom_control` (a cgroup v1 memory
+ * group).
+ *
+ * @param cgroup The cgroup (or cgroup v1 memory group) directory.
+ * @returns The count; 0 when neither file has it.
+ */
+export function oomKills(cgroup: string): number {
+  const text = readText(`${cgroup}/memory.events`) ?? readText(`${cgroup}/memory.oom_control`);
+  const count = /^oom_kill (\d+)$/m.exec(text ?? "")?.[1];
+  return count === undefined ? 0 : Number(count);
 }

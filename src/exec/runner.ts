@@ -18,6 +18,7 @@ import {
   readAgentEnv,
   validateExtraEnv,
 } from "./env.ts";
+import { describeMemorySize } from "./cgroup.ts";
 import { parseCommandLine } from "./parse.ts";
 import { type OnOutput, tapOutput } from "./tap.ts";
 import { type ExecPolicy, optionVariableReason, PolicyChecker } from "./policy.ts";
@@ -833,6 +834,21 @@ function forksRefusedNote(cell: Cell): string | undefined {
     `${cell.processLimit} (COMMAND_MAX_PROCESSES)`;
 }
 
+/**
+ * What the report says of a command some of whose processes were killed for going past its
+ * cgroup's memory limit (`COMMAND_MAX_MEMORY`): by the kernel's OOM killer, which ends them with
+ * SIGKILL, a signal that alone says nothing of why.
+ */
+function outOfMemoryNote(cell: Cell): string | undefined {
+  const killed = cell.oomKills;
+  if (killed === 0 || cell.memoryLimit === undefined) return undefined;
+  return `out of memory: ${
+    killed === 1 ? "1 of its processes was" : `${killed} of its processes were`
+  } killed for going past its memory limit of ${
+    describeMemorySize(cell.memoryLimit)
+  } (COMMAND_MAX_MEMORY)`;
+}
+
 /** How a process ended, in words: "it ended by SIGTERM" or "it exited with code 0". */
 function howItEnded(signal: string | null, exitCode: number | null): string {
   return signal ? `it ended by ${signal}` : `it exited with code ${exitCode}`;
@@ -1055,8 +1071,13 @@ async function supervise(
   if (limitNote) {
     log.warning("the command reached its process limit: {note}", { ...logProps, note: limitNote });
   }
+  const memoryNote = outOfMemoryNote(cell);
+  if (memoryNote) {
+    log.warning("the command reached its memory limit: {note}", { ...logProps, note: memoryNote });
+  }
   // A command that succeeded all the same has no error to say it in.
-  const error = ended && limitNote ? `${ended}; ${limitNote}` : ended;
+  const notes = [limitNote, memoryNote].filter((note) => note !== undefined);
+  const error = ended && notes.length > 0 ? [ended, ...notes].join("; ") : ended;
 
   const result: ExecResult = {
     status: resultStatus,

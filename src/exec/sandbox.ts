@@ -20,6 +20,12 @@
  *   set once the agent has left the cgroup after the spawn. Where cgroup v2 has no pids controller
  *   because a cgroup v1 hierarchy holds it (a hybrid system), each command also gets a group of
  *   the same name there, entered and left with its cgroup, for its `pids.max`.
+ * - **How much memory**: `memory.max` of the command's cgroup, `maxMemory` (`COMMAND_MAX_MEMORY`),
+ *   or, where a cgroup v1 hierarchy holds the memory controller, `memory.limit_in_bytes` of a group
+ *   of the same name there, as for `pids.max`. Before the spawn it holds the limit plus the
+ *   agent's resident memory and a margin (the kernel's OOM killer picks by resident memory, and
+ *   the agent is in the group for that moment), lowered to the limit once the agent has left.
+ *   How many of the command's processes the OOM killer ended there is read when it is stopped.
  *
  * How a child gets into its cgroup before it can fork: the agent moves itself into the command's
  * cgroup, spawns the child (which inherits the cgroup at fork), and moves itself back, all in one
@@ -35,20 +41,28 @@
 import { checkFlag, checkOptionNames } from "../options.ts";
 import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
-import { DEFAULT_COMMAND_MAX_PROCESSES } from "../defaults.ts";
+import { DEFAULT_COMMAND_MAX_MEMORY, DEFAULT_COMMAND_MAX_PROCESSES } from "../defaults.ts";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
 import { helperPath } from "./env.ts";
 import { removeTree } from "./remove_tree.ts";
 import {
   type CgroupHome,
+  describeMemorySize,
+  enableMemory,
   enablePids,
   exists,
+  homeOf,
+  isBusy,
   killCgroup,
+  MAX_MEMORY_LIMIT,
   MAX_PIDS_LIMIT,
+  MIN_MEMORY_LIMIT,
+  oomKills,
   pidsMaxEvents,
   probeCgroups,
   probePidsV1,
+  probeV1,
   readPids,
   readText,
   startWatchdog,
@@ -67,6 +81,13 @@ const log = logger("exec", "sandbox");
  * the agent never fails to start a thread of its own.
  */
 const SPAWN_THREAD_MARGIN = 64;
+
+/**
+ * Memory the agent may allocate while it is in a command's cgroup for the spawn, beyond its
+ * resident memory: the limit set before the spawn leaves the agent that much room, so that the
+ * OOM killer never finds the agent there the largest process of a group at its limit.
+ */
+const SPAWN_MEMORY_MARGIN = 64 * 1024 ** 2;
 
 /** The unprivileged user commands run as. */
 export interface CommandUser {
@@ -154,6 +175,15 @@ export interface SandboxOptions {
    * @default {4096}
    */
   maxProcesses?: number;
+  /**
+   * `COMMAND_MAX_MEMORY`: the most memory (bytes) one command's processes may use together,
+   * through its cgroup's `memory.max` (the kernel's OOM killer ends a process past it; on a hybrid
+   * system, `memory.limit_in_bytes` of a group of the cgroup v1 memory hierarchy made beside the
+   * cgroup); 0 for no limit. Only with a cgroup per command: without one (or where neither
+   * hierarchy lets the agent set it) there is no limit, which {@link Sandbox.describe} says.
+   * @default {2147483648}
+   */
+  maxMemory?: number;
   /**
    * Names this agent's cgroups and working directories, so that a restarted agent finds (and
    * stops, and removes) what its previous run left: two agents must use different tags; the
@@ -621,6 +651,10 @@ export class Cell implements AsyncDisposable {
   #forksRefused = 0;
   /** Its group in the cgroup v1 hierarchy of the pids controller, on a hybrid system. */
   #pidsGroup: string | undefined;
+  /** Its group in the cgroup v1 hierarchy of the memory controller, on a hybrid system. */
+  #memoryGroup: string | undefined;
+  #memoryLimit: number | undefined;
+  #oomKills = 0;
 
   /** @internal */
   constructor(
@@ -629,14 +663,15 @@ export class Cell implements AsyncDisposable {
     ownDir: boolean,
     cgroup?: string,
     home?: string,
-    pidsGroup?: string,
+    groups: { pids?: string; memory?: string } = {},
   ) {
     this.#sandbox = sandbox;
     this.cwd = cwd;
     this.ownDir = ownDir;
     this.#cgroup = cgroup;
     this.home = home;
-    this.#pidsGroup = pidsGroup;
+    this.#pidsGroup = groups.pids;
+    this.#memoryGroup = groups.memory;
   }
 
   /** The cgroup directory of the command, when it has one. */
@@ -655,6 +690,20 @@ export class Cell implements AsyncDisposable {
    */
   get forksRefused(): number {
     return this.#forksRefused;
+  }
+
+  /** The most memory (bytes) the command's processes may use together, when its cgroup limits it. */
+  get memoryLimit(): number | undefined {
+    return this.#memoryLimit;
+  }
+
+  /**
+   * How many of the command's processes were killed for going past {@link Cell.memoryLimit} (the
+   * kernel's OOM killer, as its cgroup's `memory.events` or `memory.oom_control` count them), read
+   * when it is stopped; 0 before.
+   */
+  get oomKills(): number {
+    return this.#oomKills;
   }
 
   /**
@@ -711,14 +760,18 @@ export class Cell implements AsyncDisposable {
       return this.#child = command.spawn();
     }
     const pids = this.#enterPidsGroup();
+    const memory = this.#enterMemoryGroup();
     this.#limitProcessesForSpawn(this.#pidsGroup ?? cgroup);
+    this.#limitMemoryForSpawn(this.#memoryGroup ?? cgroup);
     try {
       return this.#child = command.spawn();
     } finally {
+      if (memory) this.#leaveMemoryGroup(memory);
       if (pids) this.#leavePidsGroup(pids);
       try {
-        writeText(`${home.own}/cgroup.procs`, String(Deno.pid));
+        writeText(`${homeOf(home.own)}/cgroup.procs`, String(Deno.pid));
         this.#limitProcesses(this.#pidsGroup ?? cgroup);
+        this.#limitMemory(this.#memoryGroup ?? cgroup);
       } catch (error) {
         // The agent is still inside the command's cgroup: never cgroup.kill it.
         log.error("could not move the agent back to its own cgroup; commands are not confined", {
@@ -773,6 +826,112 @@ export class Cell implements AsyncDisposable {
       this.#sandbox.disablePidsV1("moving the agent between pids groups failed");
     }
   }
+
+  /**
+   * Moves the agent into the command's group of the cgroup v1 memory hierarchy (a hybrid system),
+   * beside its cgroup v2 one.
+   *
+   * @returns The agent's own group there, to move back to; `undefined` when there is none.
+   */
+  #enterMemoryGroup(): string | undefined {
+    const group = this.#memoryGroup;
+    const memoryHome = this.#sandbox.memoryV1Home;
+    if (!group || !memoryHome) return undefined;
+    try {
+      writeText(`${group}/cgroup.procs`, String(Deno.pid));
+      return memoryHome.own;
+    } catch (error) {
+      log.warning("could not enter the command's memory group; it runs without a memory limit", {
+        group,
+        error,
+      });
+      this.#memoryGroup = undefined;
+      try {
+        Deno.removeSync(group);
+      } catch {
+        // the sweep of a later start removes it
+      }
+      return undefined;
+    }
+  }
+
+  /** Moves the agent back to its own group of the cgroup v1 memory hierarchy. */
+  #leaveMemoryGroup(own: string): void {
+    try {
+      writeText(`${own}/cgroup.procs`, String(Deno.pid));
+    } catch (error) {
+      // Its limit would hold the agent (and its OOM killer end it): lifted, and none is set,
+      // here or for later commands.
+      log.error(
+        "could not move the agent back to its own memory group; commands run without a " +
+          "memory limit",
+        { error },
+      );
+      try {
+        writeText(`${this.#memoryGroup}/memory.limit_in_bytes`, "-1");
+      } catch {
+        // nothing more to do
+      }
+      this.#memoryGroup = undefined;
+      this.#sandbox.disableMemoryV1("moving the agent between memory groups failed");
+    }
+  }
+
+  /** The file of the command's memory limit in `group`: cgroup v2's, or cgroup v1's. */
+  #memoryFile(group: string): string {
+    return `${group}/${group === this.#memoryGroup ? "memory.limit_in_bytes" : "memory.max"}`;
+  }
+
+  /**
+   * Bounds the command's memory before the spawn already, with room for the agent's resident
+   * memory and {@link SPAWN_MEMORY_MARGIN} more: the agent is in the group for the spawn, and the
+   * OOM killer of a group at its limit ends its largest process (by resident memory), which
+   * would be the agent below that. A command that allocates at once is still bounded.
+   */
+  #limitMemoryForSpawn(group: string): void {
+    const limit = this.#sandbox.memoryLimit;
+    if (limit === undefined || (this.#sandbox.memoryV1Home && !this.#memoryGroup)) return;
+    const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readText("/proc/self/status") ?? "")?.[1]);
+    if (!Number.isSafeInteger(rssKiB)) return;
+    try {
+      writeText(this.#memoryFile(group), String(limit + rssKiB * 1024 + SPAWN_MEMORY_MARGIN));
+    } catch {
+      // Said by #limitMemory, which tries again once the agent has left.
+    }
+  }
+
+  /**
+   * Sets the command's memory limit once the agent has left its group. A command already past it
+   * is ended: cgroup v2's OOM killer does so as `memory.max` is lowered; cgroup v1 refuses the
+   * lower limit (EBUSY), and the agent kills the command's processes, counted as one kill.
+   */
+  #limitMemory(group: string): void {
+    const limit = this.#sandbox.memoryLimit;
+    if (limit === undefined || (this.#sandbox.memoryV1Home && !this.#memoryGroup)) return;
+    try {
+      writeText(this.#memoryFile(group), String(limit));
+      this.#memoryLimit = limit;
+    } catch (error) {
+      if (isBusy(error)) {
+        this.#memoryLimit = limit;
+        this.#killedPastLimit = true;
+        log.warning("the command went past its memory limit as it started; it is killed", {
+          group,
+          limit,
+        });
+        this.signal("SIGKILL");
+        return;
+      }
+      log.warning("could not limit the command's memory; it runs without its limit", {
+        group,
+        limit,
+        error,
+      });
+    }
+  }
+
+  /** The agent killed the command as it started, past its memory limit already (cgroup v1). */
+  #killedPastLimit = false;
 
   /**
    * Bounds the command's processes before the spawn already, with room for the agent's own
@@ -956,9 +1115,16 @@ export class Cell implements AsyncDisposable {
       if (this.#processLimit !== undefined) {
         this.#forksRefused = pidsMaxEvents(this.#pidsGroup ?? this.#cgroup);
       }
+      if (this.#memoryLimit !== undefined) {
+        this.#oomKills = Math.max(
+          oomKills(this.#memoryGroup ?? this.#cgroup),
+          this.#killedPastLimit ? 1 : 0,
+        );
+      }
       await killCgroup(this.#cgroup);
       // Empty now (its processes were the cgroup's): removed, as soon as the kernel lets.
       if (this.#pidsGroup) await killCgroup(this.#pidsGroup);
+      if (this.#memoryGroup) await killCgroup(this.#memoryGroup);
     } else if (this.#child) {
       this.signal("SIGKILL", { strays: false });
     }
@@ -1096,6 +1262,15 @@ export class Sandbox {
    * its directory of command groups, where each command's `pids.max` is.
    */
   #pidsV1: CgroupHome | undefined;
+  /** `COMMAND_MAX_MEMORY` in bytes; 0: no limit. */
+  #maxMemory = DEFAULT_COMMAND_MAX_MEMORY;
+  /** Why the commands' cgroups cannot limit their memory (no memory controller), when so. */
+  #memoryNote: string | undefined;
+  /**
+   * On a hybrid system: the agent's group in the cgroup v1 hierarchy of the memory controller and
+   * its directory of command groups, where each command's `memory.limit_in_bytes` is.
+   */
+  #memoryV1: CgroupHome | undefined;
   /**
    * Started when the first command gets a cgroup, not before: the directory of command cgroups
    * belongs to the tag, and a second agent on the same state directory (refused its lock, or the
@@ -1145,6 +1320,7 @@ export class Sandbox {
    * @throws {TypeError} When `options` is not an object or has a key that is not one of its
    *   options, `cgroups` is not a boolean, `COMMAND_USER` is unknown or
    *   `COMMAND_CWD` is or holds a protected directory.
+   * @throws {RangeError} When `maxProcesses` or `maxMemory` is out of range.
    */
   static create(options: SandboxOptions = {}): Sandbox {
     if (options === null || typeof options !== "object") {
@@ -1156,6 +1332,7 @@ export class Sandbox {
       workRoot: true,
       cgroups: true,
       maxProcesses: true,
+      maxMemory: true,
       tag: true,
       protectedDirs: true,
       agentUid: true,
@@ -1166,6 +1343,16 @@ export class Sandbox {
       throw new RangeError(
         `COMMAND_MAX_PROCESSES must be a whole number from 0 (no limit) to ${MAX_PIDS_LIMIT}, ` +
           `got ${String(maxProcesses)}`,
+      );
+    }
+    const maxMemory = options.maxMemory ?? DEFAULT_COMMAND_MAX_MEMORY;
+    if (
+      !Number.isSafeInteger(maxMemory) ||
+      (maxMemory !== 0 && (maxMemory < MIN_MEMORY_LIMIT || maxMemory > MAX_MEMORY_LIMIT))
+    ) {
+      throw new RangeError(
+        `COMMAND_MAX_MEMORY must be 0 (no limit) or a whole number of bytes from ` +
+          `${MIN_MEMORY_LIMIT} to ${MAX_MEMORY_LIMIT}, got ${String(maxMemory)}`,
       );
     }
     const uid = options.agentUid === undefined ? agentUid() : options.agentUid;
@@ -1217,6 +1404,17 @@ export class Sandbox {
         const v1 = whileMoving(home.own, () => probePidsV1(tag));
         if (typeof v1 === "string") sandbox.#pidsNote = `${v2}; ${v1}`;
         else sandbox.#pidsV1 = v1;
+      }
+    }
+    sandbox.#maxMemory = maxMemory;
+    if (maxMemory > 0 && typeof home === "object") {
+      // It may move the agent into a leaf of its own cgroup: not while another agent of this
+      // process spawns.
+      const v2 = whileMoving(home.own, () => enableMemory(home));
+      if (v2 !== undefined) {
+        const v1 = whileMoving(home.own, () => probeV1("memory", tag));
+        if (typeof v1 === "string") sandbox.#memoryNote = `${v2}; ${v1}`;
+        else sandbox.#memoryV1 = v1;
       }
     }
     return sandbox;
@@ -1336,6 +1534,28 @@ export class Sandbox {
     return this.#pidsV1;
   }
 
+  /**
+   * The most memory (bytes) each command's processes may use together (`COMMAND_MAX_MEMORY`),
+   * when the commands' cgroups limit it; `undefined` when nothing does (no cgroups, no memory
+   * controller, or a limit of 0).
+   */
+  get memoryLimit(): number | undefined {
+    return this.#cgroupHome && this.#memoryNote === undefined && this.#maxMemory > 0
+      ? this.#maxMemory
+      : undefined;
+  }
+
+  /** @internal The cgroup v1 memory hierarchy's groups of this agent, on a hybrid system. */
+  get memoryV1Home(): CgroupHome | undefined {
+    return this.#memoryV1;
+  }
+
+  /** @internal Called when moving between groups of the cgroup v1 memory hierarchy failed. */
+  disableMemoryV1(why: string): void {
+    this.#memoryV1 = undefined;
+    this.#memoryNote = why;
+  }
+
   /** @internal Called when moving between groups of the cgroup v1 pids hierarchy failed. */
   disablePidsV1(why: string): void {
     this.#pidsV1 = undefined;
@@ -1404,6 +1624,22 @@ export class Sandbox {
       ? "; no limit on their processes (COMMAND_MAX_PROCESSES needs the pids controller of " +
         `cgroup v2, and ${this.#pidsNote})`
       : "; no limit on their processes (COMMAND_MAX_PROCESSES needs a cgroup of their own)";
+    const memory = this.memoryLimit !== undefined
+      ? `; at most ${describeMemorySize(this.#maxMemory)} of memory each (${
+        this.#memoryV1
+          ? `memory.limit_in_bytes, in cgroup v1's memory hierarchy under ${this.#memoryV1.base}`
+          : homeOf(this.#cgroupHome!.own) === this.#cgroupHome!.own
+          ? "memory.max"
+          : `memory.max; the agent moved into ${
+            homeOf(this.#cgroupHome!.own)
+          } so that its cgroup may pass the memory controller down`
+      }: the kernel's OOM killer ends a process past it)`
+      : this.#maxMemory === 0
+      ? "; no limit on their memory (COMMAND_MAX_MEMORY is 0)"
+      : this.#cgroupHome
+      ? "; no limit on their memory (COMMAND_MAX_MEMORY needs the memory controller of " +
+        `cgroup v2, and ${this.#memoryNote})`
+      : "; no limit on their memory (COMMAND_MAX_MEMORY needs a cgroup of their own)";
     const user = this.user;
     const unrunnable = user
       ? programs.filter((program) => program.startsWith("/")).flatMap((program) => {
@@ -1415,7 +1651,7 @@ export class Sandbox {
       ? ""
       : `; ALLOWED_PROGRAMS that ${user!.name} cannot run (their commands fail): ` +
         unrunnable.join(", ");
-    return `${who}, ${where}, ${how}${limit}${programsNote}`;
+    return `${who}, ${where}, ${how}${limit}${memory}${programsNote}`;
   }
 
   /**
@@ -1467,9 +1703,13 @@ export class Sandbox {
           Deno.mkdirSync(path);
         }
         cgroup = path;
-        // A directory of command cgroups made again (above) has the pids controller off.
+        // A directory of command cgroups made again (above) has the pids and memory
+        // controllers off.
         if (this.processLimit !== undefined && !this.#pidsV1 && !exists(`${path}/pids.max`)) {
           enablePids(home);
+        }
+        if (this.memoryLimit !== undefined && !this.#memoryV1 && !exists(`${path}/memory.max`)) {
+          whileMoving(home.own, () => enableMemory(home));
         }
       } catch (error) {
         log.warning("could not create the command's cgroup; signalling its process group", {
@@ -1478,29 +1718,42 @@ export class Sandbox {
         });
       }
     }
-    return new Cell(this, cwd, own, cgroup, ownHome, cgroup && this.#pidsGroupFor(cgroup));
+    return new Cell(this, cwd, own, cgroup, ownHome, {
+      pids: cgroup && this.processLimit !== undefined
+        ? this.#v1GroupFor(this.#pidsV1, cgroup, "pids")
+        : undefined,
+      memory: cgroup && this.memoryLimit !== undefined
+        ? this.#v1GroupFor(this.#memoryV1, cgroup, "memory")
+        : undefined,
+    });
   }
 
   /**
-   * A command's group in the cgroup v1 pids hierarchy, named as its cgroup, when the limit is set
-   * there (a hybrid system); `undefined` (with a warning) when it cannot be made.
+   * A command's group in a cgroup v1 hierarchy (of the pids or the memory controller), named as
+   * its cgroup, when the limit is set there (a hybrid system); `undefined` (with a warning) when
+   * it cannot be made.
    */
-  #pidsGroupFor(cgroup: string): string | undefined {
-    const pids = this.#pidsV1;
-    if (!pids || this.processLimit === undefined) return undefined;
-    const group = `${pids.base}/${basename(cgroup)}`;
+  #v1GroupFor(
+    v1: CgroupHome | undefined,
+    cgroup: string,
+    what: "pids" | "memory",
+  ): string | undefined {
+    if (!v1) return undefined;
+    const group = `${v1.base}/${basename(cgroup)}`;
     try {
       try {
         Deno.mkdirSync(group);
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
         // Removed while empty by a sandbox of the same tag closing: made again.
-        Deno.mkdirSync(pids.base, { recursive: true });
+        Deno.mkdirSync(v1.base, { recursive: true });
         Deno.mkdirSync(group);
       }
       return group;
     } catch (error) {
-      log.warning("could not create the command's pids group; it runs without a process limit", {
+      log.warning("could not create the command's {what} group; it runs without a {limit} limit", {
+        what,
+        limit: what === "pids" ? "process" : "memory",
         group,
         error,
       });
@@ -1564,10 +1817,11 @@ export class Sandbox {
     for (const name of home ? subdirectories(home.base) : []) {
       if (await killCgroup(`${home!.base}/${name}`)) stopped++;
     }
-    // Their pids groups, empty once their cgroups are.
-    const pids = this.#pidsV1;
-    for (const name of pids ? subdirectories(pids.base) : []) {
-      await killCgroup(`${pids!.base}/${name}`);
+    // Their pids and memory groups, empty once their cgroups are.
+    for (const v1 of [this.#pidsV1, this.#memoryV1]) {
+      for (const name of v1 ? subdirectories(v1.base) : []) {
+        await killCgroup(`${v1!.base}/${name}`);
+      }
     }
     // The working directories the previous run could not remove (it was killed): in this
     // agent's directory of them, or, as an earlier version made them, in the work root.
@@ -1734,7 +1988,7 @@ export class Sandbox {
     }
     // Unless a working directory is still there (a later start sweeps it).
     this.releaseCwdParent();
-    for (const dir of [this.#pidsV1?.base, this.#cgroupHome?.base]) {
+    for (const dir of [this.#pidsV1?.base, this.#memoryV1?.base, this.#cgroupHome?.base]) {
       if (dir === undefined) continue;
       try {
         Deno.removeSync(dir);

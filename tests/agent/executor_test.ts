@@ -257,6 +257,23 @@ Deno.test("the executor warns of allowed programs that every user may replace", 
   }
 });
 
+Deno.test("the executor hands COMMAND_MAX_MEMORY to its sandbox, refusing one it cannot set", async () => {
+  // The start-up line names it; a value the kernel would not take is refused before any command.
+  for (const bad of [-1, 2.5, 512, 1024 ** 5 + 1]) {
+    assert.throws(() => createExecutor({ maxMemory: bad, cgroups: false }), {
+      name: "RangeError",
+      message: "COMMAND_MAX_MEMORY must be 0 (no limit) or a whole number of bytes from " +
+        `1048576 to 1125899906842624, got ${bad}`,
+    });
+  }
+  const off = createExecutor({ maxMemory: 0, cgroups: false });
+  try {
+    assert.match(off.describe!(), /; no limit on their memory \(COMMAND_MAX_MEMORY is 0\)/);
+  } finally {
+    await off.close?.();
+  }
+});
+
 Deno.test("the executor hands COMMAND_MAX_PROCESSES to its sandbox, refusing one it cannot set", async () => {
   // The start-up line names it; a value the kernel would not take is refused before any command.
   for (const bad of [-1, 2.5, 4194305]) {

@@ -1851,3 +1851,94 @@ Deno.test("COMMAND_MAX_PROCESSES is a whole number from 0 (or unlimited) to 4194
     });
   });
 });
+
+Deno.test("COMMAND_MAX_MEMORY is a size from 1M to 1024T, or 0 or unlimited", async (t) => {
+  // A command that allocated without end took the server's memory (the OOM killer then picked
+  // the agent or the dashboard as well as it).
+  const load = (env: Record<string, string>, files: Record<string, string> = {}) =>
+    loadSettings({ roles: ["agent"], env, cwd: tempDir(files) }).settings.commandMaxMemory;
+  const G = 1024 ** 3;
+  const M = 1024 ** 2;
+  await t.step("2G by default", () => {
+    assert.equal(load({}), 2 * G);
+  });
+  await t.step("bytes or K, M, G, T (powers of 1024) from every source; 0 turns it off", () => {
+    assert.equal(load({ COMMAND_MAX_MEMORY: "512M" }), 512 * M);
+    assert.equal(load({ COMMAND_MAX_MEMORY: " 2g " }), 2 * G);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "1.5G" }), 1536 * M);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "2GiB" }), 2 * G);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "64MB" }), 64 * M);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "1048576" }), M);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "1024T" }), 1024 ** 5);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "0" }), 0);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "Unlimited" }), 0);
+    assert.equal(load({ COMMAND_MAX_MEMORY: "infinity" }), 0);
+    assert.equal(
+      loadSettings({
+        roles: ["agent"],
+        env: {},
+        cwd: tempDir(),
+        flags: { commandMaxMemory: "256M" },
+      }).settings.commandMaxMemory,
+      256 * M,
+    );
+    assert.equal(load({}, { ".env": "COMMAND_MAX_MEMORY=300M\n" }), 300 * M);
+    assert.equal(load({}, { "config.json": '{"command_max_memory": "1G"}' }), G);
+    assert.equal(load({}, { "config.json": '{"command_max_memory": 134217728}' }), 128 * M);
+    assert.equal(load({}, { "config.json": '{"command_max_memory": 0}' }), 0);
+  });
+  const rule = "must be a size from 1M to 1024T: bytes, or a number with K, M, G or T (powers " +
+    "of 1024: 512M, 2G), or 0 or unlimited (no limit), got";
+  await t.step("anything else is refused, naming the setting, its source and the rule", () => {
+    for (
+      const bad of [
+        "512",
+        "1K",
+        "-1G",
+        "2X",
+        "1.5",
+        "1e9",
+        "2 G B",
+        "1025T",
+        "max",
+        "lots",
+        "99999999999999999999",
+      ]
+    ) {
+      assert.throws(() => load({ COMMAND_MAX_MEMORY: bad }), {
+        name: "ConfigError",
+        message: `COMMAND_MAX_MEMORY from the environment ${rule} "${bad}"`,
+      }, bad);
+    }
+    assert.throws(() => load({}, { ".env": "COMMAND_MAX_MEMORY=12Q\n" }), {
+      name: "ConfigError",
+      message: `COMMAND_MAX_MEMORY from .env ${rule} "12Q"`,
+    });
+    for (const bad of ["-5", "2.5", "1000", "true", '"2 gigs"']) {
+      assert.throws(() => load({}, { "config.json": `{"command_max_memory": ${bad}}` }), {
+        name: "ConfigError",
+        message: `COMMAND_MAX_MEMORY from config.json ${rule} ${bad}`,
+      }, bad);
+    }
+    assert.throws(
+      () =>
+        loadSettings({
+          roles: ["agent"],
+          env: {},
+          cwd: tempDir(),
+          flags: { commandMaxMemory: "10 tons" },
+        }),
+      {
+        name: "ConfigError",
+        message: `COMMAND_MAX_MEMORY from flag --command-max-memory ${rule} "10 tons"`,
+      },
+    );
+  });
+  await t.step("an empty value in .env names its line", () => {
+    assert.throws(() => load({}, { ".env": "COMMAND_MAX_MEMORY=\n" }), {
+      name: "ConfigError",
+      message: ".env line 1 sets COMMAND_MAX_MEMORY to an empty value, and it " +
+        rule.replace(/, got$/, "") + ": give it a value or remove the line to use the default",
+    });
+  });
+});

@@ -21,13 +21,23 @@ import {
   Sandbox,
 } from "../../src/exec/mod.ts";
 import {
+  describeMemorySize,
+  enableDomain,
+  enableMemory,
   enablePids,
+  homeOf,
+  oomKills,
   ownCgroupOf,
+  parseMemorySize,
   pidsMaxEvents,
   pidsV1Mount,
   pidsV1Path,
   probeBelow,
+  probeCgroups,
   startWatchdog,
+  v1Mount,
+  v1Path,
+  writeText,
 } from "../../src/exec/cgroup.ts";
 import { inheritedDescriptors } from "../../src/exec/sandbox.ts";
 import { spawnCli } from "../_cli.ts";
@@ -1320,14 +1330,14 @@ Deno.test({
       assert.equal(sandbox.processLimit, undefined);
       assert.match(
         sandbox.describe(),
-        /; no limit on their processes \(COMMAND_MAX_PROCESSES needs a cgroup of their own\)$/,
+        /; no limit on their processes \(COMMAND_MAX_PROCESSES needs a cgroup of their own\);/,
       );
     });
     await t.step("0 turns it off", async () => {
       await using sandbox = Sandbox.create({ cgroups: false, maxProcesses: 0 });
       assert.match(
         sandbox.describe(),
-        /; no limit on their processes \(COMMAND_MAX_PROCESSES is 0\)$/,
+        /; no limit on their processes \(COMMAND_MAX_PROCESSES is 0\);/,
       );
     });
     await t.step("a value the kernel would not take is refused", () => {
@@ -1401,6 +1411,275 @@ Deno.test({
       const next = await runCommand("echo fine", { policy: createPolicy({}), sandbox });
       assert.equal(next.status, "success");
       assert.equal(next.error, null);
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "the memory controller is turned on above the commands' cgroups, or the reason is told",
+  ignore: !here,
+  fn: async (t) => {
+    // Nothing limited a command's memory: one that allocated without end took the server's, and
+    // the OOM killer could pick the agent or the dashboard.
+    const tree = (own: [string, string], base: [string, string]) => {
+      const dir = Deno.makeTempDirSync({ prefix: "status-memory-" });
+      const home = { own: dir, base: `${dir}/status-t` };
+      Deno.mkdirSync(home.base);
+      for (const [path, [controllers, enabled]] of [[home.own, own], [home.base, base]] as const) {
+        Deno.writeTextFileSync(`${path}/cgroup.controllers`, controllers);
+        Deno.writeTextFileSync(`${path}/cgroup.subtree_control`, enabled);
+      }
+      return { home, [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }) };
+    };
+    await t.step("turned on where it is off, and the agent stays where it is", () => {
+      using fake = tree(["cpu io memory pids\n", "\n"], ["memory pids\n", ""]);
+      assert.equal(enableMemory(fake.home), undefined);
+      for (const dir of [fake.home.own, fake.home.base]) {
+        assert.equal(Deno.readTextFileSync(`${dir}/cgroup.subtree_control`), "+memory");
+      }
+      assert.equal(homeOf(fake.home.own), fake.home.own);
+    });
+    await t.step("left alone where it is on", () => {
+      using fake = tree(["memory pids\n", "memory pids\n"], ["memory\n", "memory\n"]);
+      assert.equal(enableMemory(fake.home), undefined);
+      assert.equal(
+        Deno.readTextFileSync(`${fake.home.own}/cgroup.subtree_control`),
+        "memory pids\n",
+      );
+    });
+    await t.step("not available (a cgroup v1 hierarchy holds it): said, nothing written", () => {
+      using fake = tree(["pids\n", "\n"], ["", ""]);
+      assert.equal(
+        enableMemory(fake.home),
+        `it is not available in ${fake.home.own} (a cgroup v1 hierarchy holds it, or the ` +
+          "cgroup above does not pass it down)",
+      );
+      assert.equal(Deno.readTextFileSync(`${fake.home.own}/cgroup.subtree_control`), "\n");
+    });
+    await t.step("a cgroup v1 memory hierarchy is found (a hybrid system, as here)", () => {
+      const hybrid = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n" +
+        "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n";
+      assert.equal(v1Mount(hybrid, "memory"), "/sys/fs/cgroup/memory");
+      assert.equal(v1Mount(hybrid, "pids"), "/sys/fs/cgroup/pids");
+      assert.equal(v1Mount("35 31 0:32 / /x rw - cgroup cgroup rw,memoryx\n", "memory"), undefined);
+      assert.equal(
+        v1Path("8:pids:/\n4:memory:/process_api/d716\n0::/\n", "memory"),
+        "/process_api/d716",
+      );
+      assert.equal(v1Path("8:pids:/a\n0::/\n", "memory"), undefined);
+    });
+    await t.step("the OOM killer's kills are read from memory.events or memory.oom_control", () => {
+      using fake = tree(["", ""], ["", ""]);
+      assert.equal(oomKills(fake.home.base), 0);
+      Deno.writeTextFileSync(
+        `${fake.home.base}/memory.oom_control`,
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+      );
+      assert.equal(oomKills(fake.home.base), 3);
+      Deno.writeTextFileSync(
+        `${fake.home.base}/memory.events`,
+        "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n",
+      );
+      assert.equal(oomKills(fake.home.base), 2);
+    });
+    await t.step("sizes are read as systemd's MemoryMax= reads them, and said back", () => {
+      const M = 1024 ** 2;
+      assert.equal(parseMemorySize("512M"), 512 * M);
+      assert.equal(parseMemorySize("1.5g"), 1536 * M);
+      assert.equal(parseMemorySize("2 GiB"), 2048 * M);
+      assert.equal(parseMemorySize(M), M);
+      assert.equal(parseMemorySize("unlimited"), 0);
+      for (const bad of ["512", M - 1, "1.5", "2X", "-1M", 2.5, "", null]) {
+        assert.equal(parseMemorySize(bad), undefined, String(bad));
+      }
+      assert.equal(describeMemorySize(2 * 1024 * M), "2G");
+      assert.equal(describeMemorySize(1536 * M), "1536M");
+      assert.equal(describeMemorySize(1_000_000_000), "1000000000 bytes");
+    });
+  },
+});
+
+Deno.test({
+  name: "cgroup v2's no-internal-processes rule: the agent moves into a leaf, or says who is there",
+  ignore,
+  fn: async (t) => {
+    // The memory controller, a domain controller, is refused (EBUSY) in the agent's own cgroup
+    // while the agent is in it (a systemd service's cgroup, a container's): no command got a
+    // memory limit. This machine's cgroup v2 has no memory controller (cgroup v1 holds it);
+    // hugetlb, a domain controller too, stands in for it.
+    const mount = cgroup2Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
+    const path = ownCgroupPath(Deno.readTextFileSync("/proc/self/cgroup"));
+    if (!mount || !path) return;
+    const own = `${mount}${path === "/" ? "" : path}`;
+    const controllers = Deno.readTextFileSync(`${own}/cgroup.controllers`).split(/\s+/);
+    if (!controllers.includes("hugetlb")) {
+      console.log("no-internal-processes test skipped: no hugetlb controller in cgroup v2");
+      return;
+    }
+    const passed = Deno.readTextFileSync(`${own}/cgroup.subtree_control`).split(/\s+/)
+      .includes("hugetlb");
+    if (!passed) writeText(`${own}/cgroup.subtree_control`, "+hugetlb");
+    const test = `${own}/status-nip-${crypto.randomUUID().slice(0, 8)}`;
+    const home = { own: test, base: `${test}/status-t` };
+    Deno.mkdirSync(home.base, { recursive: true });
+    let sleeper: Deno.ChildProcess | undefined;
+    try {
+      writeText(`${test}/cgroup.procs`, String(Deno.pid));
+      await t.step("another process in the cgroup: said, nothing moved", async () => {
+        sleeper = new Deno.Command("sleep", { args: ["60"] }).spawn();
+        try {
+          assert.equal(
+            enableDomain(home, "hugetlb"),
+            `it cannot be turned on in ${test}, which holds other processes than the agent ` +
+              `(${sleeper.pid}): cgroup v2 passes it down only from a cgroup that holds no ` +
+              "processes; run the agent in a cgroup of its own",
+          );
+          assert.equal(homeOf(test), test);
+          assert.ok(readProcs(test).includes(Deno.pid));
+        } finally {
+          sleeper.kill("SIGKILL");
+          await sleeper.status;
+        }
+      });
+      await t.step("the agent alone: it moves into a leaf and the controller is on", () => {
+        assert.equal(enableDomain(home, "hugetlb"), undefined);
+        const leaf = `${test}/status.agent`;
+        assert.equal(homeOf(test), leaf);
+        assert.deepEqual(readProcs(test), []);
+        assert.ok(readProcs(leaf).includes(Deno.pid));
+        for (const dir of [test, home.base]) {
+          assert.match(Deno.readTextFileSync(`${dir}/cgroup.subtree_control`), /\bhugetlb\b/);
+        }
+        // Another agent of this process finds the same own cgroup, and its probe moves it back
+        // to the leaf, not into the cgroup it may no longer hold.
+        const self = ownCgroupPath(Deno.readTextFileSync("/proc/self/cgroup"))!;
+        assert.equal(`${mount}${ownCgroupOf(self)}`, test);
+        const other = probeBelow(test, "t2");
+        assert.equal(typeof other, "object", String(other));
+        assert.ok(readProcs(leaf).includes(Deno.pid));
+      });
+      await t.step("an agent started in the leaf goes back there, not to its own", () => {
+        // A process its parent left in the leaf (it moved there for the memory controller) was
+        // moved back into its own cgroup after its probe, which cgroup v2 refuses: no cgroups.
+        const fresh = `${own}/status-nip-${crypto.randomUUID().slice(0, 8)}`;
+        Deno.mkdirSync(`${fresh}/status.agent`, { recursive: true });
+        try {
+          writeText(`${fresh}/status.agent/cgroup.procs`, String(Deno.pid));
+          writeText(`${fresh}/cgroup.subtree_control`, "+hugetlb");
+          const found = probeCgroups("t3");
+          assert.deepEqual(found, { own: fresh, base: `${fresh}/status-t3` });
+          assert.equal(homeOf(fresh), `${fresh}/status.agent`);
+          assert.ok(readProcs(`${fresh}/status.agent`).includes(Deno.pid));
+        } finally {
+          writeText(`${own}/cgroup.procs`, String(Deno.pid));
+          removeCgroups(fresh);
+        }
+      });
+    } finally {
+      writeText(`${own}/cgroup.procs`, String(Deno.pid));
+      removeCgroups(test);
+      if (!passed) writeText(`${own}/cgroup.subtree_control`, "-hugetlb");
+    }
+  },
+});
+
+/** Removes a cgroup and every cgroup below it (empty ones: the test moved itself out first). */
+function removeCgroups(dir: string): void {
+  for (const entry of Deno.readDirSync(dir)) {
+    if (entry.isDirectory) removeCgroups(`${dir}/${entry.name}`);
+  }
+  Deno.removeSync(dir);
+}
+
+/** The processes of a cgroup. */
+function readProcs(cgroup: string): number[] {
+  return Deno.readTextFileSync(`${cgroup}/cgroup.procs`).split("\n").filter((l) => l !== "")
+    .map(Number);
+}
+
+Deno.test({
+  name: "the start-up line says how much memory a command may use, or why there is no limit",
+  ignore: !here,
+  fn: async (t) => {
+    await t.step("without a cgroup there is none", async () => {
+      await using sandbox = Sandbox.create({ cgroups: false });
+      assert.equal(sandbox.memoryLimit, undefined);
+      assert.match(
+        sandbox.describe(),
+        /; no limit on their memory \(COMMAND_MAX_MEMORY needs a cgroup of their own\)$/,
+      );
+    });
+    await t.step("0 turns it off", async () => {
+      await using sandbox = Sandbox.create({ cgroups: false, maxMemory: 0 });
+      assert.match(sandbox.describe(), /; no limit on their memory \(COMMAND_MAX_MEMORY is 0\)$/);
+    });
+    await t.step("a value the kernel would not take is refused", () => {
+      for (const bad of [-1, 1.5, 4096, 1024 ** 5 + 1, Number.NaN]) {
+        assert.throws(() => Sandbox.create({ cgroups: false, maxMemory: bad }), {
+          name: "RangeError",
+          message: "COMMAND_MAX_MEMORY must be 0 (no limit) or a whole number of bytes from " +
+            `1048576 to 1125899906842624, got ${bad}`,
+        });
+      }
+    });
+    if (!isRoot) return;
+    await t.step("with a cgroup: the limit, or why the cgroup cannot set one", async () => {
+      await using sandbox = Sandbox.create({ tag: `test-${crypto.randomUUID().slice(0, 8)}` });
+      if (sandbox.killMode !== "cgroup") return;
+      if (sandbox.memoryLimit === undefined) {
+        assert.match(
+          sandbox.describe(),
+          /; no limit on their memory \(COMMAND_MAX_MEMORY needs the memory controller of cgroup v2, and it (is not available|cannot be turned on) in \//,
+        );
+      } else {
+        assert.equal(sandbox.memoryLimit, 2 * 1024 ** 3);
+        // On a hybrid system (as here) the limit is set in cgroup v1's memory hierarchy.
+        const where = sandbox.memoryV1Home
+          ? `memory.limit_in_bytes, in cgroup v1's memory hierarchy under ${sandbox.memoryV1Home.base}`
+          : "memory.max";
+        assert.ok(
+          sandbox.describe().includes(
+            `; at most 2G of memory each (${where}: the kernel's OOM killer ends a process past it)`,
+          ),
+          sandbox.describe(),
+        );
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "a command past COMMAND_MAX_MEMORY is killed and reported out of memory",
+  ignore,
+  fn: async () => {
+    const sandbox = Sandbox.create({
+      tag: `test-${crypto.randomUUID().slice(0, 8)}`,
+      maxMemory: 32 * 1024 ** 2,
+    });
+    try {
+      if (sandbox.memoryLimit === undefined) {
+        console.log(`memory limit tests skipped: ${sandbox.describe()}`);
+        return;
+      }
+      // A string of the size asked for, in MiB, held in memory (perl is everywhere Debian is).
+      using hog = script(`exec perl -e '$x = "a" x ($ARGV[0] * 1048576); print length($x)' "$1"`);
+      const policy = policyWith(hog.path);
+      const result = await runCommand(`${hog.path} 256`, { policy, sandbox });
+      assert.equal(result.status, "failed", JSON.stringify(result));
+      assert.equal(result.signal, "SIGKILL");
+      assert.equal(result.stdout, "");
+      assert.equal(
+        result.error,
+        "terminated by signal SIGKILL; out of memory: 1 of its processes was killed for going " +
+          "past its memory limit of 32M (COMMAND_MAX_MEMORY)",
+      );
+      // Below the limit a command runs as ever, and is not held to what the last one used.
+      const fits = await runCommand(`${hog.path} 8`, { policy, sandbox });
+      assert.equal(fits.status, "success", JSON.stringify(fits));
+      assert.equal(fits.stdout, String(8 * 1048576));
+      assert.equal(fits.error, null);
     } finally {
       await sandbox.close();
     }
