@@ -1137,16 +1137,34 @@ export class Sandbox {
   }
 
   /**
-   * Decides the user, the working directory and the kill mode, probing what this process may
-   * do (a cgroup is created and removed to check).
+   * Checks the settings as {@link Sandbox.create} does, without making or probing anything (no
+   * cgroup, no directory): an agent checks them before it takes its state directory, so that a
+   * start refused for them leaves nothing behind.
    *
    * @param options The settings.
-   * @returns The sandbox.
-   * @throws {TypeError} When `options` is not an object or has a key that is not one of its
-   *   options, `cgroups` is not a boolean, `COMMAND_USER` is unknown or
-   *   `COMMAND_CWD` is or holds a protected directory.
+   * @throws {TypeError} As {@link Sandbox.create}.
+   * @throws {RangeError} As {@link Sandbox.create}.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox } from "./sandbox.ts";
+   *
+   * assert.throws(() => Sandbox.check({ maxProcesses: -1 }), RangeError);
+   * ```
    */
-  static create(options: SandboxOptions = {}): Sandbox {
+  static check(options: SandboxOptions = {}): void {
+    Sandbox.#settle(options);
+  }
+
+  /** What {@link Sandbox.create} decides from its settings before it probes anything. */
+  static #settle(options: SandboxOptions): {
+    uid: number | null;
+    user: CommandUser | undefined;
+    userNote: string | undefined;
+    fixedCwd: string | undefined;
+    maxProcesses: number;
+  } {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`Sandbox.create's options must be an object, got ${String(options)}`);
     }
@@ -1203,6 +1221,21 @@ export class Sandbox {
         }
       }
     }
+    return { uid, user, userNote, fixedCwd, maxProcesses };
+  }
+
+  /**
+   * Decides the user, the working directory and the kill mode, probing what this process may
+   * do (a cgroup is created and removed to check).
+   *
+   * @param options The settings.
+   * @returns The sandbox.
+   * @throws {TypeError} When `options` is not an object or has a key that is not one of its
+   *   options, `cgroups` is not a boolean, `COMMAND_USER` is unknown or
+   *   `COMMAND_CWD` is or holds a protected directory.
+   */
+  static create(options: SandboxOptions = {}): Sandbox {
+    const { uid, user, userNote, fixedCwd, maxProcesses } = Sandbox.#settle(options);
     // Unique: another agent of this process (a library, parallel tests) must never sweep this
     // one's working directories as leftovers at its start.
     const tag = options.tag ?? `pid-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
