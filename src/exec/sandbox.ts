@@ -613,6 +613,8 @@ export class Cell implements AsyncDisposable {
   #cgroup: string | undefined;
   #child: Deno.ChildProcess | undefined;
   #spawnedAt = 0;
+  /** When the first process was spawned on the monotonic clock, which no wall clock step moves. */
+  #spawnedAtMono = 0;
   /** The first process's start time (clock ticks since boot), once read. */
   #leaderTicks: number | undefined;
   #closed = false;
@@ -688,6 +690,7 @@ export class Cell implements AsyncDisposable {
       });
     const home = this.#sandbox.cgroupHome;
     this.#spawnedAt = Date.now();
+    this.#spawnedAtMono = performance.now();
     if (!this.#cgroup || !home) return this.#child = command.spawn();
     const cgroup = this.#cgroup;
     return whileMoving(home.own, () => this.#spawnInside(command, cgroup, home));
@@ -908,6 +911,7 @@ export class Cell implements AsyncDisposable {
     const strays = sessionStrays(child.pid, {
       ticks: this.#leaderTicks,
       spawnedAtMs: this.#spawnedAt,
+      spawnedAtMonoMs: this.#spawnedAtMono,
       gone: leaderGone,
     });
     if (strays.length === 0) return 0;
@@ -1805,12 +1809,51 @@ function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number
   } catch {
     return undefined;
   }
-  const now = Date.now();
+  const now = { wallMs: Date.now(), monoMs: performance.now() };
   const members = text.split("\n").map((line) => line.trim().split(/\s+/))
     .filter(([pid, group, , stat]) => pid && Number(group) === pgid && !stat?.startsWith("Z"));
   const leader = members.find(([pid]) => Number(pid) === pgid);
-  if (leader && Math.abs(now - Number(leader[2]) * 1000 - spawnedAtMs) > 2000) return [];
+  if (leader && startedElsewhen(Number(leader[2]), { spawnedAtMs }, now)) return [];
   return members.map(([pid]) => Number(pid));
+}
+
+/**
+ * @internal Whether a process that `ps` says has run `etimes` seconds (counted from the boot, on
+ * no wall clock) started more than 2 s away from a spawn: then it is another program, which got
+ * the pid later. The spawn's time on this process's monotonic clock is compared when known (this
+ * process spawned it): a step of the wall clock since (NTP, an operator's `date -s`) moves only
+ * the wall time, and judged by it alone, the command's own first process was taken for another
+ * and its strays were left running past the deadline. Either clock placing the start within 2 s
+ * is enough (a suspend moves the monotonic one).
+ *
+ * @param etimes Seconds since the process started, as `ps -o etimes` says.
+ * @param spawn When the spawn was: wall time (ms since the epoch) and, when known, monotonic ms.
+ * @param now The wall and monotonic times now.
+ * @returns `true` when it started at another time; `false` when it may be the spawned one, or
+ *   nothing tells (no spawn time).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startedElsewhen } from "./sandbox.ts";
+ *
+ * // The wall clock stepped back an hour while the command ran for 100 s.
+ * const spawn = { spawnedAtMs: 1_000_000_000_000, spawnedAtMonoMs: 5_000 };
+ * const now = { wallMs: 1_000_000_000_000 - 3_600_000 + 100_000, monoMs: 105_000 };
+ * assert.equal(startedElsewhen(100, spawn, now), false);
+ * assert.equal(startedElsewhen(30, spawn, now), true);
+ * ```
+ */
+export function startedElsewhen(
+  etimes: number,
+  spawn: { spawnedAtMs?: number; spawnedAtMonoMs?: number },
+  now: { wallMs: number; monoMs: number },
+): boolean {
+  if (spawn.spawnedAtMs === undefined) return false;
+  const ranMs = etimes * 1000;
+  if (Math.abs(now.wallMs - ranMs - spawn.spawnedAtMs) <= 2000) return false;
+  return spawn.spawnedAtMonoMs === undefined ||
+    Math.abs(now.monoMs - ranMs - spawn.spawnedAtMonoMs) > 2000;
 }
 
 /** What is known of the first process of a command, which leads its session. */
@@ -1819,6 +1862,11 @@ interface SessionLeader {
   ticks?: number;
   /** When it was spawned, in milliseconds since the epoch, when known. */
   spawnedAtMs?: number;
+  /**
+   * When it was spawned on this process's monotonic clock (`performance.now()`), when this process
+   * spawned it.
+   */
+  spawnedAtMonoMs?: number;
   /** Whether it has ended and been reaped (then a process of its pid is another program). */
   gone: boolean;
 }
@@ -1867,7 +1915,7 @@ function sessionStraysByPs(sid: number, leader: SessionLeader): number[] {
   } catch {
     return [];
   }
-  const now = Date.now();
+  const now = { wallMs: Date.now(), monoMs: performance.now() };
   const members = text.split("\n").map((line) => line.trim().split(/\s+/))
     .filter(([pid, , , stat]) => pid && stat && !stat.startsWith("Z"))
     .map(([pid, pgid, etimes]) => ({
@@ -1878,8 +1926,7 @@ function sessionStraysByPs(sid: number, leader: SessionLeader): number[] {
   const first = members.find(({ pid }) => pid === sid);
   if (first) {
     // A leader that started more than 2 s away from the spawn is another, newer program.
-    const other = leader.spawnedAtMs !== undefined &&
-      Math.abs(now - first.etimes * 1000 - leader.spawnedAtMs) > 2000;
+    const other = startedElsewhen(first.etimes, leader, now);
     if (leader.gone || other) return [];
   }
   return members.filter(({ pid, pgid }) => pid !== sid && pgid !== sid).map(({ pid }) => pid);
