@@ -443,6 +443,71 @@ Deno.test("startServer and runAgent refuse a metrics address that is not PORT or
   }
 });
 
+Deno.test("runAgent refuses exec settings that would refuse every command before it makes its state directory", async () => {
+  // The state directory (its lock, its journal) was made first, and left behind by the refusal.
+  const dir = await Deno.makeTempDir({ prefix: "status-library-" });
+  try {
+    const cases: Array<[string, Record<string, unknown>, typeof TypeError, RegExp]> = [
+      [
+        "a variable a program loads code from",
+        { commandEnv: ["LD_PRELOAD=/tmp/x.so"] },
+        TypeError,
+        /^Extra environment variable "LD_PRELOAD" is never given to commands/,
+      ],
+      [
+        "an allowlist entry that is no program",
+        { allowedPrograms: ["../x"] },
+        TypeError,
+        /^Allowed program "\.\.\/x" must be/,
+      ],
+      [
+        "a deadline out of range",
+        { defaultTimeoutSecs: -1 },
+        RangeError,
+        /^defaultTimeoutSecs must be a positive number of seconds, got -1$/,
+      ],
+      [
+        "an unknown command user",
+        { user: "no-such-user-of-status" },
+        TypeError,
+        /^COMMAND_USER "no-such-user-of-status" is not a user of this machine/,
+      ],
+      [
+        "a process limit out of range",
+        { maxProcesses: -3 },
+        RangeError,
+        /^COMMAND_MAX_PROCESSES must be a whole number/,
+      ],
+      [
+        "a memory limit out of range",
+        { maxMemory: 5 },
+        RangeError,
+        /^COMMAND_MAX_MEMORY must be 0 \(no limit\) or a whole number of bytes/,
+      ],
+    ];
+    for (const [what, exec, type, message] of cases) {
+      await refuses(
+        () =>
+          status.runAgent(
+            {
+              dashboardUrl: "http://127.0.0.1:9",
+              agentId: "web-1",
+              heartbeat: false,
+              stateDir: `${dir}/state/agent`,
+              exec: exec as never,
+            },
+            new AbortController().signal,
+          ),
+        type,
+        message,
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], `no state directory was made (${what})`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runAgent refuses an instanceId the dashboard would refuse, before polling", async () => {
   // It was sent as X-Agent-Instance unchecked: "a b" made every wait a 400, "a\nb" failed inside
   // fetch, and "" was sent as no instance at all.

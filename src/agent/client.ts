@@ -38,6 +38,11 @@ export type RequestFailure =
      */
     kind: "network";
     message: string;
+    /**
+     * The status of an answer about the way to the dashboard (`407`, `408`, `421`, `425`), whose
+     * `message` holds its text; absent when nothing answered.
+     */
+    status?: number;
   }
   | {
     /**
@@ -863,13 +868,17 @@ export class DashboardClient {
     if (status >= 500) return { kind: "server", status, message };
     // The request did not reach the dashboard whole (a slow link, or a kept-alive connection
     // it had just closed): nothing was done with it, so it is sent again like one never answered.
-    if (status === 408) return { kind: "network", message: `408 Request Timeout: ${message}` };
+    if (status === 408) {
+      return { kind: "network", status, message: `408 Request Timeout: ${message}` };
+    }
     // Answers about the way to the dashboard, not about the request, which nothing was done with:
     // a proxy that wants credentials (HTTPS_PROXY), a connection that reached a server that is not
     // the dashboard's, a request sent too early in a TLS handshake. A report is not dropped for
     // them: it is sent again, like one never answered.
     const way = WAY_STATUSES[status];
-    if (way !== undefined) return { kind: "network", message: `${status} ${way}: ${message}` };
+    if (way !== undefined) {
+      return { kind: "network", status, message: `${status} ${way}: ${message}` };
+    }
     if (status === 401 || status === 403) {
       const date = response.headers.get("Date");
       const serverMs = date === null ? NaN : Date.parse(date);

@@ -12,11 +12,14 @@ import {
   createPolicy,
   effectiveTimeoutSecs,
   envFromAssignments,
+  type ExecPolicy,
   type ExitRecord,
   type LeftoverOutcome,
   type OnOutput,
   type ProcessRecord,
+  type RunnerOptions,
   Sandbox,
+  type SandboxOptions,
   toReportFields,
 } from "../exec/mod.ts";
 import { unresolvablePrefixes } from "../exec/policy.ts";
@@ -190,38 +193,11 @@ export interface ExecutorOptions {
  *   `maxMemory` is neither 0 nor a whole number of bytes from 1 MiB to 1024 TiB.
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
-  const protectedPaths = ownPaths([
-    ...(options.stateDir === undefined ? [] : [options.stateDir]),
-    ...options.protectedPaths ?? [],
-  ]);
-  if (options.cwd !== undefined) checkCwdOutside(options.cwd, protectedPaths);
-  const policy = createPolicy({
-    allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
-    allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
-    protectedPaths,
-  });
-  const extraEnv = envFromAssignments(options.commandEnv ?? []);
-  const sandbox = options.confine === false ? undefined : Sandbox.create({
-    user: options.user,
-    cwd: options.cwd,
-    cgroups: options.cgroups,
-    maxProcesses: options.maxProcesses,
-    maxMemory: options.maxMemory,
-    tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
-    protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
-  });
+  const { protectedPaths, policy, extraEnv } = settle(options);
+  const sandbox = options.confine === false ? undefined : Sandbox.create(sandboxOptions(options));
   let runner: CommandRunner;
   try {
-    runner = new CommandRunner({
-      policy,
-      defaultTimeoutSecs: options.defaultTimeoutSecs,
-      maxTimeoutSecs: options.maxTimeoutSecs,
-      cwd: options.cwd,
-      extraEnv,
-      secretValues: options.secretValues ?? [],
-      sandbox,
-      clock: options.clock,
-    });
+    runner = new CommandRunner(runnerOptions(options, policy, extraEnv, sandbox));
   } catch (error) {
     // The sandbox made this agent's cgroup directories (and its pids group): a refused start
     // (an extra variable a program loads code from, a deadline out of range) left them behind.
@@ -262,6 +238,78 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       });
       return toReportFields(result);
     },
+  };
+}
+
+/**
+ * Checks the `exec` settings as {@link createExecutor} does, without making anything (no sandbox,
+ * no cgroup, no directory): an agent checks them before it takes its state directory, so that a
+ * start refused for them leaves nothing behind.
+ *
+ * @param options The `exec` settings.
+ * @throws {TypeError} As {@link createExecutor}.
+ * @throws {RangeError} As {@link createExecutor}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkExecutorOptions } from "./executor.ts";
+ *
+ * assert.throws(() => checkExecutorOptions({ commandEnv: ["LD_PRELOAD=/tmp/x.so"] }), TypeError);
+ * ```
+ */
+export function checkExecutorOptions(options: ExecutorOptions = {}): void {
+  const { policy, extraEnv } = settle(options);
+  if (options.confine !== false) Sandbox.check(sandboxOptions(options));
+  // Its checks only: without a sandbox, a runner makes nothing.
+  new CommandRunner(runnerOptions(options, policy, extraEnv, undefined));
+}
+
+/** The agent's own paths, the policy and the extra variables of the `exec` settings, checked. */
+function settle(options: ExecutorOptions) {
+  const protectedPaths = ownPaths([
+    ...(options.stateDir === undefined ? [] : [options.stateDir]),
+    ...options.protectedPaths ?? [],
+  ]);
+  if (options.cwd !== undefined) checkCwdOutside(options.cwd, protectedPaths);
+  const policy = createPolicy({
+    allowedPrograms: options.allowedPrograms ? [...options.allowedPrograms] : undefined,
+    allowedPathPrefixes: options.allowedPathPrefixes ? [...options.allowedPathPrefixes] : undefined,
+    protectedPaths,
+  });
+  const extraEnv = envFromAssignments(options.commandEnv ?? []);
+  return { protectedPaths, policy, extraEnv };
+}
+
+/** The sandbox's settings among the `exec` settings. */
+function sandboxOptions(options: ExecutorOptions): SandboxOptions {
+  return {
+    user: options.user,
+    cwd: options.cwd,
+    cgroups: options.cgroups,
+    maxProcesses: options.maxProcesses,
+    maxMemory: options.maxMemory,
+    tag: options.stateDir === undefined ? undefined : Sandbox.tagOf(options.stateDir),
+    protectedDirs: [agentCwd(), options.stateDir].filter((d): d is string => d !== undefined),
+  };
+}
+
+/** The runner's settings among the `exec` settings. */
+function runnerOptions(
+  options: ExecutorOptions,
+  policy: ExecPolicy,
+  extraEnv: Record<string, string>,
+  sandbox: Sandbox | undefined,
+): RunnerOptions {
+  return {
+    policy,
+    defaultTimeoutSecs: options.defaultTimeoutSecs,
+    maxTimeoutSecs: options.maxTimeoutSecs,
+    cwd: options.cwd,
+    extraEnv,
+    secretValues: options.secretValues ?? [],
+    sandbox,
+    clock: options.clock,
   };
 }
 

@@ -259,13 +259,14 @@ export class PollLoop {
     this.#options.metrics?.backingOff(delaySecs, this.#backoff.attempts);
     const request = what === "wait" ? "wait request" : "report";
     // One kind of trouble: the same status, or the same reason of no answer (refused, a
-    // certificate), on the same request.
+    // certificate), on the same request. Never the text of an answer: one that changes each time
+    // (a 408's) would be told each time, and kept as a kind of its own until the next answer.
     const key = [
       what,
       failure.kind,
       "status" in failure ? failure.status : "",
       failure.kind === "auth" && failure.skew ? "skew" : "",
-      failure.kind === "network" ? failure.message : "",
+      failure.kind === "network" && failure.status === undefined ? failure.message : "",
     ].join(" ");
     const told = this.#told.has(key);
     this.#told.add(key);

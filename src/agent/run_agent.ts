@@ -32,7 +32,12 @@ import { type Clock, systemClock } from "./clock.ts";
 import { DashboardClient, WAIT_GRACE_SECS } from "./client.ts";
 import { CommandExecution } from "./command_execution.ts";
 import { CommandHandler } from "./command_handler.ts";
-import { createExecutor, type Executor, type ExecutorOptions } from "./executor.ts";
+import {
+  checkExecutorOptions,
+  createExecutor,
+  type Executor,
+  type ExecutorOptions,
+} from "./executor.ts";
 import { fleetHeartbeat, type HeartbeatOptions, runHeartbeat } from "./heartbeat.ts";
 import { type AgentState, openAgentState } from "./state.ts";
 import type { OutputStreamerOptions } from "./output_stream.ts";
@@ -436,6 +441,16 @@ export async function runAgent(
   // sandbox is named after it (its cgroups, its watchdog, its commands' directories), so one made
   // before the lock, by a second agent given the same STATE_DIR by mistake, swept the running
   // agent's commands when it closed on the refusal.
+  // Its settings are checked before that, though: a start refused for them made the state
+  // directory (and its lock and journal) it would never use.
+  const execOptions: ExecutorOptions = {
+    stateDir: options.stateDir,
+    ...options.exec,
+    secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
+      (s) => s !== "",
+    ),
+  };
+  if (options.executor === undefined) checkExecutorOptions(execOptions);
   const ownState = options.state === undefined;
   const state = options.state ??
     (options.stateDir === undefined ? openAgentState({ canUse: () => false }) : openAgentState({
@@ -445,13 +460,7 @@ export async function runAgent(
   const ownExecutor = options.executor === undefined;
   let executor: Executor;
   try {
-    executor = options.executor ?? createExecutor({
-      stateDir: options.stateDir,
-      ...options.exec,
-      secretValues: [...(options.exec?.secretValues ?? []), options.agentToken ?? ""].filter(
-        (s) => s !== "",
-      ),
-    });
+    executor = options.executor ?? createExecutor(execOptions);
   } catch (error) {
     if (ownState) state[Symbol.dispose]();
     throw error;

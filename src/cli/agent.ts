@@ -335,11 +335,21 @@ async function agentAction(
       pidFile: s.pidFile,
       program,
     });
-    io.out(
-      `agent started in the background: pid ${pid}, pid file ${s.pidFile}, log ${
-        s.logFile ?? DAEMON_LOG_FILE
-      }`,
-    );
+    const started = `agent started in the background: pid ${pid}, pid file ${s.pidFile}, log ${
+      s.logFile ?? DAEMON_LOG_FILE
+    }`;
+    try {
+      io.out(started);
+    } catch (error) {
+      // `status --daemon > /dev/full`: the daemon runs on, which the error alone did not say.
+      const cause = (error as Error).cause ?? error;
+      throw new Error(
+        `${started}; but this line could not be written to standard output (${
+          cause instanceof Error ? cause.message : String(cause)
+        }); stop it with: status stop --pid-file ${s.pidFile}`,
+        { cause: error },
+      );
+    }
     return;
   }
 

@@ -49,7 +49,9 @@ export const LOADER_ENV_REASON = "every program's dynamic loader (or C library) 
  * that reads them and what it does: bash (a wrapper script named in `ALLOWED_PROGRAMS`, and every
  * program that is a bash script) runs the file `BASH_ENV` names first; python, node, perl, ruby
  * and java (a script of theirs, run by name or by a wrapper) load modules, or options that load
- * them, from theirs. Never given to commands, as {@link LOADER_ENV_NAMES} are not: a file a
+ * them, from theirs; git runs its commands from `GIT_EXEC_PATH` and obeys the settings files
+ * `GIT_CONFIG_GLOBAL` and `GIT_CONFIG_SYSTEM` name (which name programs it runs); php reads the
+ * php.ini of `PHPRC` and `PHP_INI_SCAN_DIR` (`auto_prepend_file` runs a file). Never given to commands, as {@link LOADER_ENV_NAMES} are not: a file a
  * command left under an allowed prefix would run in every later command that starts that
  * program, whatever the allowlist says.
  */
@@ -73,6 +75,26 @@ const CODE_ENV: Readonly<Record<string, readonly [reader: string, does: string]>
   JAVA_TOOL_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
   JDK_JAVA_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
   _JAVA_OPTIONS: ["java", "java takes options from it (-javaagent: loads a jar)"],
+  GIT_EXEC_PATH: ["git", "git runs its commands (git-<name>) from the directory it names"],
+  GIT_CONFIG_GLOBAL: [
+    "git",
+    "git obeys the file it names as its settings, which name programs it runs " +
+    "(core.sshCommand, core.fsmonitor, core.hooksPath)",
+  ],
+  GIT_CONFIG_SYSTEM: [
+    "git",
+    "git obeys the file it names as its settings, which name programs it runs " +
+    "(core.sshCommand, core.fsmonitor, core.hooksPath)",
+  ],
+  PHPRC: [
+    "php",
+    "php reads its php.ini from where it names (auto_prepend_file runs a file before every script)",
+  ],
+  PHP_INI_SCAN_DIR: [
+    "php",
+    "php reads the .ini files of the directories it names (auto_prepend_file runs a file " +
+    "before every script)",
+  ],
 };
 
 /**

@@ -245,7 +245,10 @@ const HARMLESS_GZIP_OPTIONS: ReadonlySet<string> = new Set([
  * follows every symbolic link) and takes `TAPE` as its archive when given no `-f`; gzip reads
  * `GZIP` the same way (gzip 1.10 and later take only some options from it, `-N` among them; older
  * ones take `-f`, `-r` and `-S` too), so only options that change neither what it reads nor what
- * it writes may be given there (`GZIP=-9`).
+ * it writes may be given there (`GZIP=-9`). grep 3.5 and older read `GREP_OPTIONS` so; wget takes
+ * settings from the files `WGETRC` and `SYSTEM_WGETRC` name, curl from the `.curlrc` of
+ * `CURL_HOME` (or of `XDG_CONFIG_HOME`), as from the `--config` and `-K` files the option rules
+ * refuse on the command line.
  */
 const OPTION_VARIABLES: Readonly<Record<string, OptionVariable>> = {
   TAR_OPTIONS: {
@@ -263,6 +266,31 @@ const OPTION_VARIABLES: Readonly<Record<string, OptionVariable>> = {
     example: "GZIP=-N would name what it decompresses after the name stored in the file, and an " +
       "older gzip takes -f and -r there too",
     harmless: HARMLESS_GZIP_OPTIONS,
+  },
+  GREP_OPTIONS: {
+    readers: new Set(["grep", "egrep", "fgrep"]),
+    example: "grep 3.5 and older put it before their arguments: GREP_OPTIONS=-R would follow " +
+      "every symbolic link",
+  },
+  WGETRC: {
+    readers: new Set(["wget"]),
+    example: "wget obeys the file it names as it would --config's: post_file = /etc/shadow " +
+      "in it would send that file",
+  },
+  SYSTEM_WGETRC: {
+    readers: new Set(["wget"]),
+    example: "wget obeys the file it names as it would --config's: post_file = /etc/shadow " +
+      "in it would send that file",
+  },
+  CURL_HOME: {
+    readers: new Set(["curl"]),
+    example: "curl obeys the .curlrc of the directory it names as it would -K's file: " +
+      "upload-file = /etc/shadow in it would send that file",
+  },
+  XDG_CONFIG_HOME: {
+    readers: new Set(["curl"]),
+    example: "curl obeys the .curlrc of the directory it names as it would -K's file: " +
+      "upload-file = /etc/shadow in it would send that file",
   },
 };
 

@@ -643,6 +643,8 @@ export class Cell implements AsyncDisposable {
   #cgroup: string | undefined;
   #child: Deno.ChildProcess | undefined;
   #spawnedAt = 0;
+  /** When the first process was spawned on the monotonic clock, which no wall clock step moves. */
+  #spawnedAtMono = 0;
   /** The first process's start time (clock ticks since boot), once read. */
   #leaderTicks: number | undefined;
   #closed = false;
@@ -737,6 +739,7 @@ export class Cell implements AsyncDisposable {
       });
     const home = this.#sandbox.cgroupHome;
     this.#spawnedAt = Date.now();
+    this.#spawnedAtMono = performance.now();
     if (!this.#cgroup || !home) return this.#child = command.spawn();
     const cgroup = this.#cgroup;
     return whileMoving(home.own, () => this.#spawnInside(command, cgroup, home));
@@ -1067,6 +1070,7 @@ export class Cell implements AsyncDisposable {
     const strays = sessionStrays(child.pid, {
       ticks: this.#leaderTicks,
       spawnedAtMs: this.#spawnedAt,
+      spawnedAtMonoMs: this.#spawnedAtMono,
       gone: leaderGone,
     });
     if (strays.length === 0) return 0;
@@ -1312,17 +1316,35 @@ export class Sandbox {
   }
 
   /**
-   * Decides the user, the working directory and the kill mode, probing what this process may
-   * do (a cgroup is created and removed to check).
+   * Checks the settings as {@link Sandbox.create} does, without making or probing anything (no
+   * cgroup, no directory): an agent checks them before it takes its state directory, so that a
+   * start refused for them leaves nothing behind.
    *
    * @param options The settings.
-   * @returns The sandbox.
-   * @throws {TypeError} When `options` is not an object or has a key that is not one of its
-   *   options, `cgroups` is not a boolean, `COMMAND_USER` is unknown or
-   *   `COMMAND_CWD` is or holds a protected directory.
-   * @throws {RangeError} When `maxProcesses` or `maxMemory` is out of range.
+   * @throws {TypeError} As {@link Sandbox.create}.
+   * @throws {RangeError} As {@link Sandbox.create}.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox } from "./sandbox.ts";
+   *
+   * assert.throws(() => Sandbox.check({ maxProcesses: -1 }), RangeError);
+   * ```
    */
-  static create(options: SandboxOptions = {}): Sandbox {
+  static check(options: SandboxOptions = {}): void {
+    Sandbox.#settle(options);
+  }
+
+  /** What {@link Sandbox.create} decides from its settings before it probes anything. */
+  static #settle(options: SandboxOptions): {
+    uid: number | null;
+    user: CommandUser | undefined;
+    userNote: string | undefined;
+    fixedCwd: string | undefined;
+    maxProcesses: number;
+    maxMemory: number;
+  } {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`Sandbox.create's options must be an object, got ${String(options)}`);
     }
@@ -1390,6 +1412,22 @@ export class Sandbox {
         }
       }
     }
+    return { uid, user, userNote, fixedCwd, maxProcesses, maxMemory };
+  }
+
+  /**
+   * Decides the user, the working directory and the kill mode, probing what this process may
+   * do (a cgroup is created and removed to check).
+   *
+   * @param options The settings.
+   * @returns The sandbox.
+   * @throws {TypeError} When `options` is not an object or has a key that is not one of its
+   *   options, `cgroups` is not a boolean, `COMMAND_USER` is unknown or
+   *   `COMMAND_CWD` is or holds a protected directory.
+   * @throws {RangeError} When `maxProcesses` or `maxMemory` is out of range.
+   */
+  static create(options: SandboxOptions = {}): Sandbox {
+    const { uid, user, userNote, fixedCwd, maxProcesses, maxMemory } = Sandbox.#settle(options);
     // Unique: another agent of this process (a library, parallel tests) must never sweep this
     // one's working directories as leftovers at its start.
     const tag = options.tag ?? `pid-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
@@ -2026,12 +2064,51 @@ function groupMembersByPs(pgid: number, spawnedAtMs: number | undefined): number
   } catch {
     return undefined;
   }
-  const now = Date.now();
+  const now = { wallMs: Date.now(), monoMs: performance.now() };
   const members = text.split("\n").map((line) => line.trim().split(/\s+/))
     .filter(([pid, group, , stat]) => pid && Number(group) === pgid && !stat?.startsWith("Z"));
   const leader = members.find(([pid]) => Number(pid) === pgid);
-  if (leader && Math.abs(now - Number(leader[2]) * 1000 - spawnedAtMs) > 2000) return [];
+  if (leader && startedElsewhen(Number(leader[2]), { spawnedAtMs }, now)) return [];
   return members.map(([pid]) => Number(pid));
+}
+
+/**
+ * @internal Whether a process that `ps` says has run `etimes` seconds (counted from the boot, on
+ * no wall clock) started more than 2 s away from a spawn: then it is another program, which got
+ * the pid later. The spawn's time on this process's monotonic clock is compared when known (this
+ * process spawned it): a step of the wall clock since (NTP, an operator's `date -s`) moves only
+ * the wall time, and judged by it alone, the command's own first process was taken for another
+ * and its strays were left running past the deadline. Either clock placing the start within 2 s
+ * is enough (a suspend moves the monotonic one).
+ *
+ * @param etimes Seconds since the process started, as `ps -o etimes` says.
+ * @param spawn When the spawn was: wall time (ms since the epoch) and, when known, monotonic ms.
+ * @param now The wall and monotonic times now.
+ * @returns `true` when it started at another time; `false` when it may be the spawned one, or
+ *   nothing tells (no spawn time).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startedElsewhen } from "./sandbox.ts";
+ *
+ * // The wall clock stepped back an hour while the command ran for 100 s.
+ * const spawn = { spawnedAtMs: 1_000_000_000_000, spawnedAtMonoMs: 5_000 };
+ * const now = { wallMs: 1_000_000_000_000 - 3_600_000 + 100_000, monoMs: 105_000 };
+ * assert.equal(startedElsewhen(100, spawn, now), false);
+ * assert.equal(startedElsewhen(30, spawn, now), true);
+ * ```
+ */
+export function startedElsewhen(
+  etimes: number,
+  spawn: { spawnedAtMs?: number; spawnedAtMonoMs?: number },
+  now: { wallMs: number; monoMs: number },
+): boolean {
+  if (spawn.spawnedAtMs === undefined) return false;
+  const ranMs = etimes * 1000;
+  if (Math.abs(now.wallMs - ranMs - spawn.spawnedAtMs) <= 2000) return false;
+  return spawn.spawnedAtMonoMs === undefined ||
+    Math.abs(now.monoMs - ranMs - spawn.spawnedAtMonoMs) > 2000;
 }
 
 /** What is known of the first process of a command, which leads its session. */
@@ -2040,6 +2117,11 @@ interface SessionLeader {
   ticks?: number;
   /** When it was spawned, in milliseconds since the epoch, when known. */
   spawnedAtMs?: number;
+  /**
+   * When it was spawned on this process's monotonic clock (`performance.now()`), when this process
+   * spawned it.
+   */
+  spawnedAtMonoMs?: number;
   /** Whether it has ended and been reaped (then a process of its pid is another program). */
   gone: boolean;
 }
@@ -2088,7 +2170,7 @@ function sessionStraysByPs(sid: number, leader: SessionLeader): number[] {
   } catch {
     return [];
   }
-  const now = Date.now();
+  const now = { wallMs: Date.now(), monoMs: performance.now() };
   const members = text.split("\n").map((line) => line.trim().split(/\s+/))
     .filter(([pid, , , stat]) => pid && stat && !stat.startsWith("Z"))
     .map(([pid, pgid, etimes]) => ({
@@ -2099,8 +2181,7 @@ function sessionStraysByPs(sid: number, leader: SessionLeader): number[] {
   const first = members.find(({ pid }) => pid === sid);
   if (first) {
     // A leader that started more than 2 s away from the spawn is another, newer program.
-    const other = leader.spawnedAtMs !== undefined &&
-      Math.abs(now - first.etimes * 1000 - leader.spawnedAtMs) > 2000;
+    const other = startedElsewhen(first.etimes, leader, now);
     if (leader.gone || other) return [];
   }
   return members.filter(({ pid, pgid }) => pid !== sid && pgid !== sid).map(({ pid }) => pid);

@@ -336,7 +336,7 @@ export function createApp(options: AppOptions): DashboardApp {
     defaultTimeoutSecs: settings.defaultTimeoutSecs,
     deliveryLeaseMs: settings.ackTimeoutSecs * 1000,
     maxBodyBytes: settings.maxBodyBytes,
-    lastSeen: (agentId) => lastSeen.get(agentId),
+    lastSeen: (agentId, stored) => lastSeen.freshest(agentId, stored),
     forgetAgent: (agentId) => lastSeen.forget(agentId),
     storeHealth,
     instances: new InstanceRegistry(clock),

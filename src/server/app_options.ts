@@ -38,6 +38,9 @@ export interface AppOptions {
   adminToken?: string;
   /**
    * @internal The clock (ms); tests inject one so that leases, skew and rate limits need no real waiting.
+   * Not the timeouts of agents' waits and cancel-waits (nor the once-a-minute warning of their cap):
+   * those stay on the system clock, so that a test's wait of `timeout=1` ends in a second without
+   * its fake clock being moved (`WaiterHub` and `CancelWaiters` take a clock of their own).
    * @default {systemClock}
    */
   clock?: Clock;

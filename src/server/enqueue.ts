@@ -42,8 +42,7 @@ export async function deliveryWarning(
   const stored = known
     ? known.lastSeenAt
     : (await deps.store.getAgent(agentId))?.lastSeenAt ?? null;
-  const memory = deps.lastSeen(agentId);
-  const lastSeen = memory === null ? stored : Math.max(memory, stored ?? 0);
+  const lastSeen = deps.lastSeen(agentId, stored);
   if (lastSeen === null) {
     return `agent ${agentId} has never connected to this dashboard; the command waits in the ` +
       `queue ${until}`;

@@ -11,7 +11,7 @@
  */
 import { logger } from "../log/mod.ts";
 import type { CommandStore } from "../store/mod.ts";
-import type { Clock, TimerId } from "./clock.ts";
+import { type Clock, monotonicNow, type TimerId } from "./clock.ts";
 import type { StoreHealth } from "./store_health.ts";
 
 const log = logger("server");
@@ -46,6 +46,8 @@ export class LastSeen {
   readonly #options: LastSeenOptions;
   /** Most recently seen last. */
   readonly #times = new Map<string, number>();
+  /** When each agent of {@link LastSeen.#times} was seen on the monotonic clock. */
+  readonly #monotonic = new Map<string, number>();
   /** Only of agents whose time is kept: forgotten with it. */
   readonly #waitHashes = new Map<string, string>();
   #unwritten = new Map<string, number>();
@@ -81,9 +83,11 @@ export class LastSeen {
     // in the unwritten batch until the next write).
     this.#times.delete(agentId);
     this.#times.set(agentId, now);
+    this.#monotonic.set(agentId, monotonicNow(clock));
     if (this.#times.size > max) {
       const oldest = this.#times.keys().next().value!;
       this.#times.delete(oldest);
+      this.#monotonic.delete(oldest);
       this.#waitHashes.delete(oldest);
     }
     this.#unwritten.set(agentId, now);
@@ -112,6 +116,26 @@ export class LastSeen {
    */
   get(agentId: string): number | null {
     return this.#times.get(agentId) ?? null;
+  }
+
+  /**
+   * When an agent was last seen, from memory and the store's time: on a store shared by several
+   * instances the later of the two (another instance may have seen it since). On one instance its
+   * memory is the whole truth, and is read on the monotonic clock: the time as the dashboard's
+   * clock reads it now, less how long ago the agent was seen. A step of the wall clock since the
+   * sighting is then no age: after a step back the store keeps the time from before it, ahead of
+   * the clock, and an agent that stopped was shown online for as long as the step.
+   *
+   * @param agentId The agent.
+   * @param stored The time the store holds, or `null`.
+   * @returns Ms since the epoch, or `null` when it was never seen.
+   */
+  freshest(agentId: string, stored: number | null): number | null {
+    const at = this.#times.get(agentId);
+    if (at === undefined) return stored;
+    const { clock, held } = this.#options;
+    if (held) return Math.max(at, stored ?? 0);
+    return clock.now() - Math.max(0, monotonicNow(clock) - this.#monotonic.get(agentId)!);
   }
 
   /**
@@ -144,6 +168,7 @@ export class LastSeen {
    */
   forget(agentId: string): void {
     this.#times.delete(agentId);
+    this.#monotonic.delete(agentId);
     this.#unwritten.delete(agentId);
     this.#waitHashes.delete(agentId);
   }

@@ -64,8 +64,11 @@ export interface RouteDeps {
   /** Length of the delivery lease (`ACK_TIMEOUT_SECS`), in ms. */
   deliveryLeaseMs: number;
   maxBodyBytes: number;
-  /** The freshest last-seen time of an agent known in memory. */
-  lastSeen(agentId: string): number | null;
+  /**
+   * When an agent was last seen, from memory and `stored` (the store's time), as
+   * `LastSeen.freshest` tells it; `null` when never.
+   */
+  lastSeen(agentId: string, stored: number | null): number | null;
   /** Forgets what memory holds of a removed agent (its last-seen time, its latest wait hash). */
   forgetAgent?(agentId: string): void;
   /** Whether the store is full (`507`s, `/health`). */

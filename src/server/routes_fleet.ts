@@ -96,10 +96,7 @@ export function fleetRoutes(
   const { store, clock, hub } = deps;
   const admin = options.auth;
 
-  const lastSeenOf = (agent: AgentSeen) => {
-    const memory = deps.lastSeen(agent.id);
-    return memory === null ? agent.lastSeenAt : Math.max(memory, agent.lastSeenAt ?? 0);
-  };
+  const lastSeenOf = (agent: AgentSeen) => deps.lastSeen(agent.id, agent.lastSeenAt);
 
   app.get("/api/v1/agents", admin, async function fleetRoute(c) {
     refuseMistypedQuery(c.req.url, ["limit", "after"]);

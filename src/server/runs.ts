@@ -957,8 +957,7 @@ export function runRoutes(app: Hono<ServerEnv>, deps: RouteDeps, options: RunRou
         params.deployment_hash = request.target.deployment;
       }
       const offline = matched.filter((agent) => {
-        const memory = deps.lastSeen(agent.id);
-        const seen = memory === null ? agent.lastSeenAt : Math.max(memory, agent.lastSeenAt ?? 0);
+        const seen = deps.lastSeen(agent.id, agent.lastSeenAt);
         return agentState(hub.isWaiting(agent.id), seen, now, options.offlineAfterMs) ===
           "offline";
       }).map((agent) => agent.id);

@@ -128,6 +128,53 @@ Deno.test("the executor refuses a COMMAND_ENV GZIP beyond compression levels whi
   }
 });
 
+Deno.test("the executor refuses a COMMAND_ENV GREP_OPTIONS, WGETRC or CURL_HOME while the program that reads it may run", async () => {
+  // grep 3.5 and older read GREP_OPTIONS before their arguments (-R, refused on the command line,
+  // followed every link); wget obeys the file WGETRC names, and curl the .curlrc of CURL_HOME, as
+  // the --config and -K files the rules refuse: post_file or upload-file sent any file.
+  const cases: Array<[string, string[], string]> = [
+    ["GREP_OPTIONS=-R", ["echo", "egrep", "/usr/bin/grep"], "egrep, /usr/bin/grep"],
+    ["WGETRC=/tmp/x/wgetrc", ["wget"], "wget"],
+    ["SYSTEM_WGETRC=/tmp/x/wgetrc", ["wget"], "wget"],
+    ["CURL_HOME=/tmp/x", ["curl"], "curl"],
+    ["XDG_CONFIG_HOME=/tmp/x", ["echo", "curl"], "curl"],
+  ];
+  for (const [item, allowedPrograms, readers] of cases) {
+    const name = item.split("=")[0];
+    assert.throws(
+      () => createExecutor({ allowedPrograms, commandEnv: [item], cgroups: false }),
+      (error: Error) => {
+        assert.ok(error instanceof TypeError);
+        assert.ok(
+          error.message.startsWith(
+            `Extra environment variable "${name}" is never given to commands while ${readers} ` +
+              "may run: it is read as part of every command line, where the option and path " +
+              "rules never see it (",
+          ),
+          error.message,
+        );
+        return true;
+      },
+      item,
+    );
+  }
+  // Without a program that reads it, it is only a variable.
+  const executor = createExecutor({
+    allowedPrograms: ["printenv"],
+    commandEnv: ["GREP_OPTIONS=-i", "CURL_HOME=/srv/curl", "WGETRC=/srv/wgetrc"],
+    confine: false,
+  });
+  try {
+    const outcome = await executor.run({
+      name: "printenv GREP_OPTIONS CURL_HOME WGETRC",
+      signal: new AbortController().signal,
+    });
+    assert.equal(outcome.result?.stdout, "-i\n/srv/curl\n/srv/wgetrc\n");
+  } finally {
+    await executor.close?.();
+  }
+});
+
 Deno.test("the executor refuses a COMMAND_CWD in the agent's state directory", () => {
   // It was taken, and then every relative argument was refused: "ls -la" said that the path
   // "-la" is the agent's own.

@@ -979,6 +979,41 @@ Deno.test("a trouble that goes on is one line, not one a request, until the dash
   }
 });
 
+Deno.test("a 408, 407, 421 or 425 whose text changes each time is told of once, not once a request", async (t) => {
+  // The dashboard's (or a proxy's) text was part of what made one kind of trouble: a text that
+  // changed with each answer was a warning each time, and a new kind kept until one answered.
+  for (const status of [408, 407, 421, 425]) {
+    await t.step(String(status), async () => {
+      using logs = captureLogs();
+      const clock = new RecordingClock();
+      let calls = 0;
+      const stop = new AbortController();
+      await runAgent({
+        dashboardUrl: "http://127.0.0.1:9",
+        agentId: "agent-1",
+        pollingBackoffSecs: 1,
+        heartbeat: false,
+        executor: new FakeExecutor(),
+        state: memoryAgentState(),
+        clock,
+        fetch: () => {
+          calls++;
+          if (calls === 7) stop.abort();
+          return Promise.resolve(
+            calls <= 5
+              ? Response.json({ error: `slow link, attempt ${crypto.randomUUID()}` }, { status })
+              : new Response(null, { status: 204 }),
+          );
+        },
+      }, stop.signal);
+      const told = logs.records.filter((r) => /dashboard unreachable/.test(String(r.message)));
+      assert.equal(told.length, 5, "every one is in the log");
+      assert.deepEqual(told.map((r) => r.level), ["warning", "debug", "debug", "debug", "debug"]);
+      assert.match(String(told[0].error), new RegExp(`^${status} .*slow link`));
+    });
+  }
+});
+
 Deno.test("a Retry-After of 0, in the past or malformed never makes the agent poll without a pause", async (t) => {
   for (const retryAfter of ["0", "Thu, 01 Jan 1970 00:00:05 GMT", "-5"]) {
     await t.step(`Retry-After: ${retryAfter}`, async () => {

@@ -618,6 +618,36 @@ Deno.test("the README's background agent starts and stops under exactly the flag
   }
 });
 
+Deno.test("--daemon whose line cannot be written says the daemon runs, with its pid and how to stop it", async () => {
+  // `status --daemon > /dev/full` said only "cannot write to standard output" and exited 1,
+  // while the daemon it started ran on: someone would start it again, or never stop it.
+  const dir = Deno.makeTempDirSync({ prefix: "status-daemon-full-" });
+  const perms = ["--allow-net", "--allow-run", `--allow-read=${dir}`, `--allow-write=${dir}`];
+  const agent = ["--daemon", "--agent-id", "full-1", "--dashboard-url", "http://127.0.0.1:9"];
+  try {
+    const run = await runCli(agent, {
+      perms,
+      cwd: dir,
+      prefix: ["sh", "-c", 'exec "$@" > /dev/full', "sh"],
+    });
+    assert.equal(run.code, 1, run.stderr);
+    const pid = readPidFile(join(dir, "status.pid"));
+    assert.ok(pid !== undefined && isProcessAlive(pid), "the daemon runs");
+    assert.equal(
+      lastLine(run.stderr),
+      `status: agent started in the background: pid ${pid}, pid file status.pid, log ` +
+        "status.log; but this line could not be written to standard output (No space left " +
+        "on device (os error 28)); stop it with: status stop --pid-file status.pid",
+    );
+    const stopped = await runCli(["stop"], { perms, cwd: dir });
+    assert.equal(stopped.code, 0, stopped.stderr);
+  } finally {
+    const pid = readPidFileOrUndefined(join(dir, "status.pid"));
+    if (pid !== undefined && isProcessAlive(pid)) Deno.kill(pid, "SIGKILL");
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 function readPidFileOrUndefined(path: string): number | undefined {
   try {
     return readPidFile(path);

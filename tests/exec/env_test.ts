@@ -140,6 +140,42 @@ Deno.test("extra variables a shell or an interpreter loads code from are refused
       );
     }
   });
+  await t.step("git's and php's", () => {
+    // COMMAND_ENV=GIT_EXEC_PATH=/tmp/x made every `git status` run /tmp/x/git-status, and
+    // GIT_CONFIG_GLOBAL=/tmp/x/config a core.fsmonitor program named there; PHPRC=/tmp/x a
+    // php.ini whose auto_prepend_file ran before every php script.
+    const readers: Record<string, string> = {
+      GIT_EXEC_PATH: "git",
+      GIT_CONFIG_GLOBAL: "git",
+      GIT_CONFIG_SYSTEM: "git",
+      PHPRC: "php",
+      PHP_INI_SCAN_DIR: "php",
+    };
+    for (const [name, reader] of Object.entries(readers)) {
+      assert.throws(
+        () => validateExtraEnv({ [name]: "/tmp/x" }),
+        (error: Error) => {
+          assert.ok(error instanceof TypeError);
+          assert.ok(
+            error.message.startsWith(
+              `Extra environment variable "${name}" is never given to commands: ${reader} `,
+            ),
+            error.message,
+          );
+          assert.ok(
+            error.message.endsWith(
+              `every later command that starts ${reader}); set it in a wrapper script that ` +
+                "ALLOWED_PROGRAMS names by absolute path",
+            ),
+            error.message,
+          );
+          return true;
+        },
+      );
+    }
+    // Those that hold settings rather than name a file of them are the operator's own words.
+    validateExtraEnv({ GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "a.b", GIT_CONFIG_VALUE_0: "c" });
+  });
   await t.step("but not ENV, which only an interactive shell reads, nor other names", () => {
     // ENV=production is an application's; sh and bash read ENV only when interactive, which a
     // command (stdin closed) is not unless an allowed shell is given -i.

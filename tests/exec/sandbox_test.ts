@@ -39,7 +39,7 @@ import {
   v1Path,
   writeText,
 } from "../../src/exec/cgroup.ts";
-import { inheritedDescriptors } from "../../src/exec/sandbox.ts";
+import { inheritedDescriptors, startedElsewhen } from "../../src/exec/sandbox.ts";
 import { spawnCli } from "../_cli.ts";
 import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
@@ -1723,4 +1723,34 @@ Deno.test({
       await Deno.remove(stateDir, { recursive: true });
     }
   },
+});
+
+Deno.test("a command's first process is told from a later one by ps's etimes across a wall clock step", async (t) => {
+  // ps's etimes counts from the boot; the spawn was timed by the wall clock alone, so a step of
+  // it (NTP, date -s) while the command ran made its own first process "another, newer one":
+  // where /proc is closed, the strays of its session were left running past the deadline.
+  const spawnedAtMs = Date.UTC(2026, 0, 12, 10, 0, 0);
+  const spawn = { spawnedAtMs, spawnedAtMonoMs: 5_000 };
+  const ran = 100_000;
+  await t.step("the wall clock stepped back or forward an hour: the same process", () => {
+    for (const stepMs of [-3_600_000, 3_600_000]) {
+      const now = { wallMs: spawnedAtMs + ran + stepMs, monoMs: 5_000 + ran };
+      assert.equal(startedElsewhen(100, spawn, now), false, String(stepMs));
+    }
+  });
+  await t.step("the machine slept (the monotonic clock stood): the same process", () => {
+    const now = { wallMs: spawnedAtMs + ran + 600_000, monoMs: 5_000 + ran };
+    assert.equal(startedElsewhen(700, spawn, now), false);
+  });
+  await t.step("a process that started 30 s after the spawn is another, by either clock", () => {
+    const now = { wallMs: spawnedAtMs + ran - 3_600_000, monoMs: 5_000 + ran };
+    assert.equal(startedElsewhen(70, spawn, now), true);
+    assert.equal(
+      startedElsewhen(70, { spawnedAtMs }, { wallMs: spawnedAtMs + ran, monoMs: 0 }),
+      true,
+    );
+  });
+  await t.step("without a spawn time nothing tells", () => {
+    assert.equal(startedElsewhen(70, {}, { wallMs: spawnedAtMs, monoMs: 0 }), false);
+  });
 });

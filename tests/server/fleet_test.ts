@@ -110,6 +110,35 @@ Deno.test("GET /api/v1/agents shows state, version, heartbeat and the running co
   assert.equal((await list()).a1.state, "offline");
 });
 
+Deno.test("an agent that stops after the dashboard's clock stepped back goes offline on time, its last sighting not ahead of the clock", async () => {
+  // The store keeps the latest last-seen time: after a step back it lay ahead of the clock, and
+  // an agent that had stopped was "online" for as long as the step (an hour here).
+  await using d = await makeDashboard({ offlineAfterSecs: 60 });
+  const list = async () =>
+    Object.fromEntries(
+      ((await json(await d.admin("GET", "/api/v1/agents"))).agents as Array<
+        Record<string, unknown>
+      >).map((a) => [a.id, a]),
+    );
+  const heartbeat = await d.agent({ path: "/api/v1/agent/heartbeat", body: { agent_id: "a1" } });
+  assert.equal(heartbeat.status, 200);
+  await d.dashboard.flushLastSeen();
+  d.clock.wallStepMs = -3_600_000;
+  d.clock.advance(30_000);
+  let a1 = (await list()).a1;
+  assert.equal(a1.state, "online", "seen 30 s ago");
+  assert.equal(a1.last_seen_at, new Date(d.clock.now() - 30_000).toISOString());
+  d.clock.advance(31_000);
+  a1 = (await list()).a1;
+  assert.equal(a1.state, "offline", "not seen for 61 s, whatever the wall clock did");
+  assert.ok(Date.parse(a1.last_seen_at as string) <= d.clock.now(), String(a1.last_seen_at));
+  // An enqueue says so too.
+  const enqueued = await json(
+    await d.admin("POST", P.enqueue, { id: "s1", name: "uptime", agent_id: "a1" }),
+  );
+  assert.match(String(enqueued.warning), /^agent a1 is offline \(last seen 61 s ago/);
+});
+
 Deno.test("a heartbeat's figures are kept as sent, but a __proto__ key at its top is dropped", async () => {
   await using d = await makeDashboard();
   // As JSON.parse reads it: an own key "__proto__", which an object spread does not copy.
