@@ -403,6 +403,14 @@ export async function followCommand(
               }`,
             );
           }
+          // Another command's record (a proxy's mix-up) says nothing of this one: its end would
+          // be taken for this command's result.
+          if (parsed.data.id !== id) {
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} sent an event of command ${parsed.data.id}`,
+            );
+          }
           if (event.event === "end") return { record: parsed.data, live: true };
           hand(() => options.onStatus?.(parsed.data));
         }
