@@ -1255,11 +1255,12 @@ const HTTP_DATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} G
 
 /**
  * A `429`'s `Retry-After` in whole seconds, when it gives one: a number of seconds, or an HTTP
- * date (a proxy's form), counted from now and at least a second.
+ * date (a proxy's form), counted from now; at least a second either way (`0` would ask again at
+ * once, and a follower whose stream is refused so would ask without pause).
  */
 function retryAfterOf(response: Response): number | undefined {
   const header = response.headers.get("Retry-After")?.trim() ?? "";
-  if (/^\d{1,6}$/.test(header)) return Number(header);
+  if (/^\d{1,6}$/.test(header)) return Math.max(1, Number(header));
   const date = HTTP_DATE.test(header) ? Date.parse(header) : NaN;
   return Number.isNaN(date) ? undefined : Math.max(1, Math.ceil((date - Date.now()) / 1000));
 }

@@ -550,3 +550,34 @@ Deno.test("followCommand refuses an output or end event it cannot read, instead 
     });
   }
 });
+
+Deno.test("followCommand waits a second after a 429 whose Retry-After is 0, not asking without pause", async () => {
+  // A proxy's "Retry-After: 0" opened the stream again at once, as fast as the answers came.
+  const end = JSON.stringify({ id: "r1", name: "echo hi", status: "success", result: null });
+  const opened: number[] = [];
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () => {
+      opened.push(performance.now());
+      return Promise.resolve(
+        opened.length <= 2
+          ? Response.json({ error: "too many event streams" }, {
+            status: 429,
+            headers: { "Retry-After": "0" },
+          })
+          : new Response(`id: 0:x\nevent: end\ndata: ${end}\n\n`, {
+            headers: { "Content-Type": "text/event-stream" },
+          }),
+      );
+    },
+  });
+  const { record } = await followCommand(client, "r1");
+  assert.equal(record.status, "success");
+  assert.equal(opened.length, 3);
+  for (const i of [1, 2]) {
+    assert.ok(
+      opened[i] - opened[i - 1] >= 900,
+      `opened again after ${opened[i] - opened[i - 1]} ms`,
+    );
+  }
+});
