@@ -558,6 +558,18 @@ export class OperatorClient {
       agentId: options.agentId,
     });
     const queued = this.#parse(enqueueAnswerSchema, answer.body, "enqueue");
+    if (queued.queued === false) {
+      // A 2xx that says it queued nothing (a proxy's or another program's answer): not queued as
+      // far as anyone can tell, and not "queued" either.
+      const said = errorSentence(answer.body);
+      throw new OperatorError(
+        "invalid_answer",
+        `the dashboard at ${this.#shownUrl} answered the enqueue with "queued": false${
+          said === undefined ? "" : ` (${said.slice(0, 200)})`
+        }; is ${this.#shownUrl} a status dashboard?`,
+        { status: answer.status, body: answer.body },
+      );
+    }
     // An answer about another command (a proxy's cache, a broken dashboard) is no answer to this
     // enqueue: following it would report that command's result as this one's.
     if (options.id !== undefined && queued.id !== options.id) {

@@ -198,6 +198,31 @@ Deno.test("status enqueue prints the dashboard's warning on one line, escaped", 
   assert.equal(result.stderr.length, 2, result.stderr.join("\n"));
 });
 
+Deno.test("status enqueue does not say queued when the answer says it was not", async () => {
+  await using server = answering(200, { queued: false, id: "cmd-1", error: "queue full" });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const result = await run([
+    "enqueue",
+    "echo hi",
+    "--agent",
+    "web-1",
+    "--id",
+    "cmd-1",
+    "--dashboard-url",
+    url,
+  ]);
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stdout, []);
+  assert.equal(result.stderr.length, 1, result.stderr.join("\n"));
+  assert.ok(
+    result.stderr[0].startsWith(
+      `status: the dashboard at ${url} answered the enqueue with "queued": false (queue full); ` +
+        `is ${url} a status dashboard?; the command may have been queued as cmd-1: `,
+    ),
+    result.stderr[0],
+  );
+});
+
 Deno.test("status enqueue prints no id the dashboard answered that is not a command id", async () => {
   // A script reads the id from stdout (id=$(status enqueue ...)): a line break would give it two,
   // an escape would reach the terminal.
