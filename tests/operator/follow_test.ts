@@ -581,3 +581,24 @@ Deno.test("followCommand waits a second after a 429 whose Retry-After is 0, not 
     );
   }
 });
+
+Deno.test("followCommand takes no end event of a command that is not final for its result", async () => {
+  // Printed as the result, it exited 1 after "c1 running" without a word of what went wrong.
+  const running = JSON.stringify({ id: "c1", name: "sleep 9", status: "running", result: null });
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () =>
+      Promise.resolve(
+        new Response(`id: 1:\nevent: end\ndata: ${running}\n\n`, {
+          headers: { "Content-Type": "text/event-stream" },
+        }),
+      ),
+  });
+  await assert.rejects(
+    () => followCommand(client, "c1"),
+    (error: unknown) =>
+      error instanceof OperatorError && error.kind === "invalid_answer" &&
+      error.message ===
+        'the event stream of c1 ended with the command "running", which is not a final status',
+  );
+});
