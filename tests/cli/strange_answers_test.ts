@@ -472,3 +472,41 @@ Deno.test("the operator commands take no answer about another command, agent or 
     );
   });
 });
+
+Deno.test("status result writes no bytes of output marked base64 that is not base64", async (t) => {
+  // Decoded leniently, "!!!not base64" became six bytes of garbage written out as the command's
+  // exact output, exit 0.
+  const broken = {
+    ...commandView("c1"),
+    result: { ...commandView("c1").result, stdout: "!!!not base64", stdout_encoding: "base64" },
+  };
+  await using server = answering(200, broken);
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  for (const flags of [[], ["--stdout"], ["--json"]]) {
+    await t.step(`status result c1 ${flags.join(" ")}`, async () => {
+      const result = await run(["result", "c1", ...flags, "--dashboard-url", url]);
+      assert.equal(result.code, 1, result.stderr.join("\n"));
+      assert.deepEqual(result.stdout, []);
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the command c1 request with an unexpected ` +
+          'body at "result.stdout": must be standard padded base64, as stdout_encoding says',
+      );
+    });
+  }
+  await t.step("base64 that is base64 is still written byte for byte", async () => {
+    await using good = answering(200, {
+      ...broken,
+      result: { ...broken.result, stdout: "AP8=" },
+    });
+    const result = await run([
+      "result",
+      "c1",
+      "--stdout",
+      "--dashboard-url",
+      `http://127.0.0.1:${good.addr.port}`,
+    ]);
+    assert.equal(result.code, 0, result.stderr.join("\n"));
+    assert.deepEqual(result.bytes.flatMap((chunk) => [...chunk]), [0, 255]);
+  });
+});
