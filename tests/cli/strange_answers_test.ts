@@ -510,3 +510,43 @@ Deno.test("status result writes no bytes of output marked base64 that is not bas
     assert.deepEqual(result.bytes.flatMap((chunk) => [...chunk]), [0, 255]);
   });
 });
+
+Deno.test("status agents add --scopes warns when the dashboard granted more than asked", async (t) => {
+  // The agent was added and its token is needed, but a token the operator meant to keep from
+  // enqueueing can enqueue: said nowhere before.
+  const token = "t".repeat(43);
+  await t.step("more than asked: a warning naming them", async () => {
+    await using server = answering(201, {
+      id: "web-1",
+      token,
+      scopes: ["commands:wait", "commands:report", "commands:enqueue"],
+    });
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const result = await run([
+      "agents",
+      "add",
+      "web-1",
+      "--scopes",
+      "commands:wait,commands:report",
+      "--dashboard-url",
+      url,
+    ]);
+    assert.equal(result.code, 0, result.stderr.join("\n"));
+    assert.deepEqual(result.stdout, ["AGENT_ID=web-1", `AGENT_TOKEN=${token}`]);
+    assert.equal(
+      result.stderr.at(-1),
+      "warning: the dashboard granted agent web-1 more scopes than --scopes asked for: " +
+        'commands:enqueue (asked: commands:wait, commands:report); remove it ("status agents ' +
+        'remove web-1") if its token must not have them',
+    );
+  });
+  await t.step("what was asked, or no --scopes: no warning", async () => {
+    await using server = answering(201, { id: "web-1", token, scopes: ["commands:wait"] });
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    for (const scopes of [["--scopes", "commands:wait"], []]) {
+      const result = await run(["agents", "add", "web-1", ...scopes, "--dashboard-url", url]);
+      assert.equal(result.code, 0, result.stderr.join("\n"));
+      assert.equal(result.stderr.filter((line) => line.startsWith("warning")).length, 0);
+    }
+  });
+});
