@@ -19,6 +19,7 @@ import {
 import { redactUrl } from "../log/redact.ts";
 import { loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import type { Io } from "./io.ts";
+import { errorLine } from "./error_line.ts";
 
 function clientOf(io: Io, options: object): OperatorClient {
   const loaded = loadCommandSettings(io, options as Record<string, unknown>, ["operator"]);
@@ -169,7 +170,7 @@ export async function addAgentRemote(
   options: { scopes?: AgentScope[] } & Record<string, unknown>,
 ): Promise<void> {
   const client = clientOf(io, options);
-  const { token } = await client.addAgent(id, { scopes: options.scopes });
+  const { token, scopes } = await client.addAgent(id, { scopes: options.scopes });
   printToken(io, id, [`AGENT_ID=${id}`, `AGENT_TOKEN=${token}`], `agent ${id} was added`);
   io.err(
     `agent ${id} added on ${
@@ -177,6 +178,18 @@ export async function addAgentRemote(
     }. Give the agent these two settings (e.g. in its ` +
       ".env); the token is not shown again." + (client.hasAdminToken ? "" : DEV_MODE_NOTE),
   );
+  // --scopes narrows what a stolen token can do: a dashboard that granted more says so in its
+  // answer, and the operator who relied on it must hear it.
+  const extra = options.scopes === undefined
+    ? []
+    : (scopes ?? []).filter((scope) => !options.scopes!.includes(scope as AgentScope));
+  if (extra.length > 0) {
+    io.err(
+      `warning: the dashboard granted agent ${id} more scopes than --scopes asked for: ` +
+        `${errorLine(extra.join(", "))} (asked: ${options.scopes!.join(", ")}); remove it ` +
+        `("status agents remove ${idWord(id)}") if its token must not have them`,
+    );
+  }
 }
 
 /**

@@ -53,6 +53,30 @@ export function parseFilePath(value: string, previous?: unknown): string {
 }
 
 /**
+ * Makes the parser of a flag that takes one value and would otherwise keep the last of several
+ * without a word (`status list --status failed --status lost` listed only the lost commands, as
+ * if they were both).
+ *
+ * @param why Why one value: what the command does with it (`a list shows ... at a time`).
+ * @param parse The value's own parser.
+ * @returns The parser for commander, which refuses the flag given a second time.
+ */
+export function givenOnce<T>(
+  why: string,
+  parse: (value: string) => T,
+): (value: string, previous: T | undefined) => T {
+  return (value, previous) => {
+    if (previous !== undefined) {
+      throw new InvalidArgumentError(
+        `comes after '${previous}' for the same flag: ${why}, and only the last would be read; ` +
+          "give the flag once",
+      );
+    }
+    return parse(value);
+  };
+}
+
+/**
  * Adds `--config`, `--env-file` and one flag per setting of the given roles to a command.
  *
  * @param command The commander command.

@@ -4,7 +4,7 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
+import { addSettingOptions, givenOnce, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import type { Io } from "./io.ts";
 import { parseAgentId, wholeNumberParser } from "./enqueue.ts";
 import { COMMAND_STATUSES, LIST_LIMIT } from "../protocol/mod.ts";
@@ -18,6 +18,14 @@ function parseCursor(value: string): string {
   return value;
 }
 
+/** Parses `--status`: one of the command statuses (commander's own check, as a parser). */
+function parseStatus(value: string): string {
+  if (!(COMMAND_STATUSES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`must be one of ${COMMAND_STATUSES.join(", ")}`);
+  }
+  return value;
+}
+
 /**
  * Builds `status list`.
  *
@@ -27,9 +35,15 @@ function parseCursor(value: string): string {
 export function listCommand(io: Io): Command {
   const command = new Command("list")
     .description("List the dashboard's commands, newest first")
-    .option("--agent <id>", "only commands of this agent", parseAgentId)
+    .option(
+      "--agent <id>",
+      "only commands of this agent",
+      givenOnce("a list shows the commands of one agent at a time", parseAgentId),
+    )
     .addOption(
-      new Option("--status <status>", "only commands in this status").choices(COMMAND_STATUSES),
+      // The choices are for --help and the shell completions; the parser checks them too.
+      new Option("--status <status>", "only commands in this status").choices(COMMAND_STATUSES)
+        .argParser(givenOnce("a list shows the commands in one status at a time", parseStatus)),
     )
     .option(
       "--limit <n>",

@@ -10,7 +10,7 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { addSettingOptions, loadCommandSettings, noAdminTokenReason } from "./common.ts";
+import { addSettingOptions, givenOnce, loadCommandSettings, noAdminTokenReason } from "./common.ts";
 import { setExitCode } from "./exit.ts";
 import type { Io } from "./io.ts";
 import { errorLine } from "./error_line.ts";
@@ -121,7 +121,10 @@ export function addRunOptions<C extends Command<[string], Record<string, unknown
       "--deployment <hash>",
       "fan-out: every agent whose heartbeat names this deployment (its commands are delivered " +
         "only there)",
-      parseDeploymentHash,
+      givenOnce(
+        "a run targets one deployment (labels add up, deployments do not)",
+        parseDeploymentHash,
+      ),
     )
     .option(
       "--label <key=value>",

@@ -517,7 +517,8 @@ export class OperatorClient {
    *
    * @param options The agent, the command line, an optional id and params.
    * @returns `{ queued, id, duplicate? }`; `duplicate` when the same id and body were queued before.
-   * @throws {OperatorError} `conflict` when the id exists with another body; `auth`, `connection`, ...
+   * @throws {OperatorError} `conflict` when the id exists with another body; `invalid_answer` when
+   *   the answer names another command than the `id` given; `auth`, `connection`, ...
    * @throws {TypeError} When `options` is not an object, or `agentId` is not an agent id (nothing
    *   is sent): in the `X-Agent-Id` header it was refused as if the admin token were missing, or
    *   could not be sent at all.
@@ -556,7 +557,25 @@ export class OperatorClient {
       what: `enqueue for agent ${options.agentId}`,
       agentId: options.agentId,
     });
-    return this.#parse(enqueueAnswerSchema, answer.body, "enqueue");
+    const queued = this.#parse(enqueueAnswerSchema, answer.body, "enqueue");
+    if (queued.queued === false) {
+      // A 2xx that says it queued nothing (a proxy's or another program's answer): not queued as
+      // far as anyone can tell, and not "queued" either.
+      const said = errorSentence(answer.body);
+      throw new OperatorError(
+        "invalid_answer",
+        `the dashboard at ${this.#shownUrl} answered the enqueue with "queued": false${
+          said === undefined ? "" : ` (${said.slice(0, 200)})`
+        }; is ${this.#shownUrl} a status dashboard?`,
+        { status: answer.status, body: answer.body },
+      );
+    }
+    // An answer about another command (a proxy's cache, a broken dashboard) is no answer to this
+    // enqueue: following it would report that command's result as this one's.
+    if (options.id !== undefined && queued.id !== options.id) {
+      throw this.#otherRecord(`the enqueue of ${options.id}`, `command ${queued.id}`, answer.body);
+    }
+    return queued;
   }
 
   /**
@@ -565,7 +584,8 @@ export class OperatorClient {
    * @param id The command id.
    * @param signal Aborts the request.
    * @returns The command with its status and, when final, its result.
-   * @throws {OperatorError} `not_found` as "no command <id>".
+   * @throws {OperatorError} `not_found` as "no command <id>"; `invalid_answer` when the answer is
+   *   not a command, or is another command.
    * @throws {TypeError} When `id` is not a command id (nothing is sent).
    */
   async getCommand(id: string, signal?: AbortSignal): Promise<CommandRecord> {
@@ -575,7 +595,11 @@ export class OperatorClient {
         !("id" in answer.body)
       ? (answer.body as { command: unknown }).command
       : answer.body;
-    return this.#parse(commandRecordSchema, body, `command ${id}`);
+    const record = this.#parse(commandRecordSchema, body, `command ${id}`);
+    if (record.id !== id) {
+      throw this.#otherRecord(`the request for command ${id}`, `command ${record.id}`, body);
+    }
+    return record;
   }
 
   /**
@@ -709,11 +733,10 @@ export class OperatorClient {
       }
       throw error;
     }
-    const token = this.#tokenIn(
-      "agent add",
-      body,
-      `the agent may have been added: print a new token with "status agents rotate ${idWord(id)}"`,
-    );
+    const mayBeAdded =
+      `the agent may have been added: print a new token with "status agents rotate ${idWord(id)}"`;
+    this.#sameAgent(id, `the agent add of ${id}`, body, mayBeAdded);
+    const token = this.#tokenIn("agent add", body, mayBeAdded);
     const granted = (body as { scopes?: unknown }).scopes;
     const added: AddedAgent = { id, token };
     if (Array.isArray(granted) && granted.every((s) => typeof s === "string")) {
@@ -754,11 +777,10 @@ export class OperatorClient {
     }).catch((error) => {
       throw noAgent(error, id, `; add it with "status agents add ${idWord(id)}"`);
     });
-    const token = this.#tokenIn(
-      "token rotation",
-      body,
-      `the old token may no longer work: rotate again with "status agents rotate ${idWord(id)}"`,
-    );
+    const mayBeRotated =
+      `the old token may no longer work: rotate again with "status agents rotate ${idWord(id)}"`;
+    this.#sameAgent(id, `the token rotation of ${id}`, body, mayBeRotated);
+    const token = this.#tokenIn("token rotation", body, mayBeRotated);
     return { id, token };
   }
 
@@ -795,6 +817,12 @@ export class OperatorClient {
     }).catch((error) => {
       throw noAgent(error, id);
     });
+    this.#sameAgent(
+      id,
+      `the agent removal of ${id}`,
+      body,
+      `whether agent ${id} was removed is not known`,
+    );
     const answer = body as { removed?: unknown; commands_ended?: unknown } | null;
     if (answer?.removed !== true) {
       throw new OperatorError(
@@ -920,6 +948,31 @@ export class OperatorClient {
         );
       }
       throw error;
+    }
+  }
+
+  /**
+   * The error of an answer about another record (`named`) than the one the request (`what`) was
+   * about: what became of that one is not known.
+   */
+  #otherRecord(what: string, named: string, body: unknown, next?: string): OperatorError {
+    return new OperatorError(
+      "invalid_answer",
+      `the dashboard at ${this.#shownUrl} answered ${what} with ${named}${
+        next ? ` (${next})` : ""
+      }; is ${this.#shownUrl} a status dashboard?`,
+      { body },
+    );
+  }
+
+  /**
+   * Throws {@link OperatorClient.#otherRecord} when an agent answer names another agent than `id`
+   * (an answer without an id is taken as this agent's).
+   */
+  #sameAgent(id: string, what: string, body: unknown, next?: string): void {
+    const named = (body as { id?: unknown } | null)?.id;
+    if (named !== undefined && named !== id) {
+      throw this.#otherRecord(what, `agent ${shownValue(named)}`, body, next);
     }
   }
 
@@ -1214,11 +1267,12 @@ const HTTP_DATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} G
 
 /**
  * A `429`'s `Retry-After` in whole seconds, when it gives one: a number of seconds, or an HTTP
- * date (a proxy's form), counted from now and at least a second.
+ * date (a proxy's form), counted from now; at least a second either way (`0` would ask again at
+ * once, and a follower whose stream is refused so would ask without pause).
  */
 function retryAfterOf(response: Response): number | undefined {
   const header = response.headers.get("Retry-After")?.trim() ?? "";
-  if (/^\d{1,6}$/.test(header)) return Number(header);
+  if (/^\d{1,6}$/.test(header)) return Math.max(1, Number(header));
   const date = HTTP_DATE.test(header) ? Date.parse(header) : NaN;
   return Number.isNaN(date) ? undefined : Math.max(1, Math.ceil((date - Date.now()) / 1000));
 }

@@ -11,7 +11,7 @@ import { abortableSleep as sleep } from "../clock.ts";
 import { ANY_COMMAND_ID_PATTERN, fromBase64, relevantIssues } from "../protocol/mod.ts";
 import { redactUrl } from "../log/redact.ts";
 import { checkMs, MAX_RETRY_AFTER_SECS, OperatorClient, OperatorError } from "./client.ts";
-import { type CommandRecord, commandRecordSchema } from "./types.ts";
+import { type CommandRecord, commandRecordSchema, isFinalStatus } from "./types.ts";
 
 /** One server-sent event. */
 export interface ServerSentEvent {
@@ -403,7 +403,27 @@ export async function followCommand(
               }`,
             );
           }
-          if (event.event === "end") return { record: parsed.data, live: true };
+          // Another command's record (a proxy's mix-up) says nothing of this one: its end would
+          // be taken for this command's result.
+          if (parsed.data.id !== id) {
+            throw new OperatorError(
+              "invalid_answer",
+              `the event stream of ${id} sent an event of command ${parsed.data.id}`,
+            );
+          }
+          if (event.event === "end") {
+            // The dashboard ends a stream with the final command: an end of one still running
+            // would be printed as its result, exit 1 without a word.
+            if (!isFinalStatus(parsed.data.status)) {
+              throw new OperatorError(
+                "invalid_answer",
+                `the event stream of ${id} ended with the command ${
+                  JSON.stringify(parsed.data.status)
+                }, which is not a final status`,
+              );
+            }
+            return { record: parsed.data, live: true };
+          }
           hand(() => options.onStatus?.(parsed.data));
         }
       }

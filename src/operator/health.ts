@@ -74,6 +74,18 @@ async function errorOf(response: Response): Promise<string> {
   return text.trim().slice(0, 200) || `HTTP ${response.status}`;
 }
 
+/**
+ * The JSON body of an answer, read up to `maxBytes`; `undefined` when it is not JSON or larger.
+ */
+async function jsonOf(response: Response, maxBytes = MAX_HEALTH_ANSWER_BYTES): Promise<unknown> {
+  const text = await readBodyBounded(response, maxBytes).catch(() => undefined);
+  try {
+    return JSON.parse(text ?? "");
+  } catch {
+    return undefined;
+  }
+}
+
 /** What a `404` of `/health` says: a path prefix the dashboard does not have, or not one. */
 const NO_HEALTH_ROUTE = `answered HTTP 404: it has no ${PATHS.health}; is DASHBOARD_URL (or ` +
   "--dashboard-url) the dashboard's base URL?";
@@ -320,13 +332,27 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     } else if (redirect !== undefined) {
       checks.push({ name: "operator", outcome: "failed", message: redirect });
     } else if (response.ok) {
-      await response.body?.cancel();
-      operatorAccepted = true;
-      checks.push({
-        name: "operator",
-        outcome: "ok",
-        message: options.adminToken ? "admin token accepted" : "dev mode: no admin token needed",
-      });
+      // Another program answering every path (a web app's page for any address) accepts no
+      // token: only the dashboard's list of commands says the token was taken.
+      // A command is at most a few hundred KiB (its params, the head and tail of its output).
+      const list = await jsonOf(response, 16 * MAX_HEALTH_ANSWER_BYTES) as
+        | { commands?: unknown }
+        | undefined;
+      if (Array.isArray(list?.commands)) {
+        operatorAccepted = true;
+        checks.push({
+          name: "operator",
+          outcome: "ok",
+          message: options.adminToken ? "admin token accepted" : "dev mode: no admin token needed",
+        });
+      } else {
+        checks.push({
+          name: "operator",
+          outcome: "failed",
+          message: `answered ${PATHS.commands} with HTTP ${response.status} but no list of ` +
+            'commands ({"commands": [...]}); is it a status dashboard?',
+        });
+      }
     } else {
       checks.push({
         name: "operator",
@@ -353,20 +379,24 @@ export async function checkHealth(options: HealthOptions): Promise<HealthReport>
     } else if (redirect !== undefined) {
       checks.push({ name: "agent", outcome: "failed", message: redirect });
     } else if (response.ok) {
-      const text = await readBodyBounded(response, MAX_HEALTH_ANSWER_BYTES).catch(() => "");
-      let body: { signed?: unknown } | undefined;
-      try {
-        body = JSON.parse(text ?? "");
-      } catch {
-        body = undefined;
-      }
-      checks.push({
-        name: "agent",
-        outcome: "ok",
-        message: body?.signed === false
-          ? `${options.agentId}: accepted unsigned (dev mode)`
-          : `${options.agentId}: token and signature accepted`,
-      });
+      const body = await jsonOf(response) as { agent_id?: unknown; signed?: unknown } | undefined;
+      checks.push(
+        body?.agent_id !== options.agentId
+          // Not the dashboard's ping answer, which names the agent: nothing was checked.
+          ? {
+            name: "agent",
+            outcome: "failed",
+            message: `answered ${LIVE_PATHS.ping} with HTTP ${response.status} but not ` +
+              `{"agent_id": ${JSON.stringify(options.agentId)}, ...}; is it a status dashboard?`,
+          }
+          : {
+            name: "agent",
+            outcome: "ok",
+            message: body?.signed === false
+              ? `${options.agentId}: accepted unsigned (dev mode)`
+              : `${options.agentId}: token and signature accepted`,
+          },
+      );
     } else if (response.status === 404) {
       await response.body?.cancel();
       checks.push({

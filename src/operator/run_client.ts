@@ -77,12 +77,20 @@ export type RunAnswer = RunView & {
   duplicate?: boolean;
 };
 
-function parseRun(body: unknown, what: string): RunAnswer {
+/** Reads a run answer; with `id`, the answer must be that run's, not another's. */
+function parseRun(body: unknown, what: string, id?: string): RunAnswer {
   const parsed = runViewSchema.safeParse(body);
   if (!parsed.success) {
     throw new OperatorError(
       "invalid_answer",
       `the dashboard's answer to ${what} is not a run: ${relevantIssues(parsed.error)[0]?.message}`,
+      { body },
+    );
+  }
+  if (id !== undefined && parsed.data.id !== id) {
+    throw new OperatorError(
+      "invalid_answer",
+      `the dashboard's answer to ${what} is run ${parsed.data.id}, not ${id}`,
       { body },
     );
   }
@@ -154,7 +162,11 @@ export async function createRun(
       signal,
       what: "run",
     });
-    return parseRun(body, "POST /api/v1/runs");
+    return parseRun(
+      body,
+      "POST /api/v1/runs",
+      typeof request.id === "string" ? request.id : undefined,
+    );
   } catch (error) {
     throw notFound(error, "no agent matches the target");
   }
@@ -193,7 +205,7 @@ export async function getRun(
   checkCall("getRun", client, id);
   try {
     const { body } = await client.call("GET", RUN_PATHS.run(id), { signal });
-    return parseRun(body, `GET ${RUN_PATHS.run(id)}`);
+    return parseRun(body, `GET ${RUN_PATHS.run(id)}`, id);
   } catch (error) {
     throw notFound(error, `no run ${id}`);
   }
@@ -295,7 +307,7 @@ export async function cancelRun(
   checkCall("cancelRun", client, id);
   try {
     const { body } = await client.call("POST", RUN_PATHS.cancel(id), { signal, what: "cancel" });
-    return parseRun((body as { run?: unknown }).run, `POST ${RUN_PATHS.cancel(id)}`);
+    return parseRun((body as { run?: unknown }).run, `POST ${RUN_PATHS.cancel(id)}`, id);
   } catch (error) {
     // The dashboard's sentence says it had ended, and how.
     const ended = error instanceof OperatorError && error.kind === "conflict" ? error : null;

@@ -10,6 +10,7 @@ import { z } from "zod";
 import {
   ANY_COMMAND_ID_PATTERN,
   ANY_COMMAND_ID_RULE,
+  BASE64_PATTERN,
   type CommandStatus,
   FINAL_STATUSES,
 } from "../protocol/mod.ts";
@@ -41,6 +42,34 @@ export interface StoredResult {
   stderr_encoding?: string | null;
 }
 
+/**
+ * Checks that a stream marked `base64` is standard padded base64: decoded leniently, anything
+ * else would be written out as the command's "exact bytes" (`status result ID --stdout`).
+ */
+function base64Streams(
+  output: {
+    stdout?: string | null;
+    stderr?: string | null;
+    stdout_encoding?: string | null;
+    stderr_encoding?: string | null;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  for (const stream of ["stdout", "stderr"] as const) {
+    const text = output[stream];
+    if (
+      output[`${stream}_encoding`] === "base64" && typeof text === "string" &&
+      !BASE64_PATTERN.test(text)
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: [stream],
+        message: `must be standard padded base64, as ${stream}_encoding says`,
+      });
+    }
+  }
+}
+
 /** Schema of a command's `result` as the dashboard stores it; unknown fields are kept. */
 export const storedResultSchema: z.ZodType<StoredResult> = z.looseObject({
   exit_code: z.number().int().nullish(),
@@ -52,7 +81,7 @@ export const storedResultSchema: z.ZodType<StoredResult> = z.looseObject({
   stderr_truncated_bytes: z.number().nullish(),
   stdout_encoding: z.string().nullish(),
   stderr_encoding: z.string().nullish(),
-});
+}).superRefine(base64Streams);
 
 /** A command as the dashboard stores it (docs/protocol.md §3). */
 export interface CommandRecord {
@@ -119,7 +148,7 @@ export const commandRecordSchema: z.ZodType<CommandRecord> = z.looseObject({
     stderr: z.string().nullish(),
     stdout_encoding: z.string().nullish(),
     stderr_encoding: z.string().nullish(),
-  }).nullish(),
+  }).superRefine(base64Streams).nullish(),
 });
 
 /** The answer to an enqueue: `202 {"queued": true, "id": ...}`. */

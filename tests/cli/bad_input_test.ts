@@ -870,6 +870,45 @@ Deno.test("an empty --label is refused, not read as no label (which widened the 
   }
 });
 
+Deno.test("a filter or a run's deployment given twice is refused, not read as the last one alone", async (t) => {
+  // status list --status failed --status lost listed only the lost commands, as if they were
+  // both; --deployment prod --deployment staging sent the run to staging alone.
+  const env = { DASHBOARD_URL: "http://127.0.0.1:9" };
+  const cases: Array<[string[], string]> = [
+    [
+      ["list", "--status", "failed", "--status", "lost"],
+      "status: option '--status <status>' argument 'lost' is invalid: comes after 'failed' for " +
+      "the same flag: a list shows the commands in one status at a time, and only the last " +
+      "would be read; give the flag once",
+    ],
+    [
+      ["list", "--agent", "web-1", "--agent", "web-2"],
+      "status: option '--agent <id>' argument 'web-2' is invalid: comes after 'web-1' for the " +
+      "same flag: a list shows the commands of one agent at a time, and only the last would " +
+      "be read; give the flag once",
+    ],
+    ...[["enqueue"], ["run", "start"]].map((command): [string[], string] => [
+      [...command, "echo hi", "--deployment", "prod", "--deployment", "staging"],
+      "status: option '--deployment <hash>' argument 'staging' is invalid: comes after 'prod' " +
+      "for the same flag: a run targets one deployment (labels add up, deployments do not), " +
+      "and only the last would be read; give the flag once",
+    ]),
+  ];
+  for (const [args, said] of cases) {
+    await t.step(`status ${args.join(" ")}`, async () => {
+      const result = await run(args, env);
+      assert.equal(result.code, 2);
+      assert.deepEqual(result.stderr, [said]);
+      assert.deepEqual(result.stdout, []);
+    });
+  }
+  await t.step("an unknown status is still named with the statuses", async () => {
+    const result = await run(["list", "--status", "succes"], env);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr[0], /argument 'succes' is invalid: must be one of queued, /);
+  });
+});
+
 Deno.test("status result refuses flags that would be ignored or mixed, before asking the dashboard", async (t) => {
   // A dashboard that is not there: the answer is bad usage (2), not an unreachable dashboard (1).
   const env = { DASHBOARD_URL: "http://127.0.0.1:9" };

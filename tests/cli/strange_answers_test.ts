@@ -180,13 +180,47 @@ Deno.test("status enqueue prints the dashboard's warning on one line, escaped", 
     warning: "agent web-1 is offline\n\u001b[2Jstatus: forged line",
   });
   const url = `http://127.0.0.1:${server.addr.port}`;
-  const result = await run(["enqueue", "echo hi", "--agent", "web-1", "--dashboard-url", url]);
+  const result = await run([
+    "enqueue",
+    "echo hi",
+    "--agent",
+    "web-1",
+    "--id",
+    "cmd-1",
+    "--dashboard-url",
+    url,
+  ]);
   assert.equal(result.code, 0, result.stderr.join("\n"));
   assert.equal(
     result.stderr[0],
     "warning: agent web-1 is offline\\n\\u001b[2Jstatus: forged line",
   );
   assert.equal(result.stderr.length, 2, result.stderr.join("\n"));
+});
+
+Deno.test("status enqueue does not say queued when the answer says it was not", async () => {
+  await using server = answering(200, { queued: false, id: "cmd-1", error: "queue full" });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const result = await run([
+    "enqueue",
+    "echo hi",
+    "--agent",
+    "web-1",
+    "--id",
+    "cmd-1",
+    "--dashboard-url",
+    url,
+  ]);
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stdout, []);
+  assert.equal(result.stderr.length, 1, result.stderr.join("\n"));
+  assert.ok(
+    result.stderr[0].startsWith(
+      `status: the dashboard at ${url} answered the enqueue with "queued": false (queue full); ` +
+        `is ${url} a status dashboard?; the command may have been queued as cmd-1: `,
+    ),
+    result.stderr[0],
+  );
 });
 
 Deno.test("status enqueue prints no id the dashboard answered that is not a command id", async () => {
@@ -283,5 +317,236 @@ Deno.test("status run prints no run id, name or state the dashboard answered tha
     assert.deepEqual(result.stderr, [
       "web-1: failedx\\nforged line\\u001b]0;pwned\\u0007\\u202e",
     ]);
+  });
+});
+
+/** A command as the dashboard shows it, ended with "OTHER" on its stdout. */
+function commandView(id: string) {
+  return {
+    id,
+    agent_id: "web-1",
+    name: "echo hi",
+    params: {},
+    status: "success",
+    attempt: 1,
+    created_at: "2026-01-12T10:00:00Z",
+    result: {
+      exit_code: 0,
+      signal: null,
+      duration_secs: 0.1,
+      stdout: "OTHER\n",
+      stderr: "",
+      stdout_truncated_bytes: 0,
+      stderr_truncated_bytes: 0,
+    },
+    error: null,
+  };
+}
+
+Deno.test("the operator commands take no answer about another command, agent or run for the one they asked about", async (t) => {
+  // A proxy's cache or a broken dashboard answering about another record: printed as this one's,
+  // it would show another command's output and exit code, or another agent's token.
+  await t.step("enqueue: another command's id, the command sent may be queued", async () => {
+    await using server = answering(202, { queued: true, id: "other" });
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const result = await run([
+      "enqueue",
+      "echo hi",
+      "--agent",
+      "web-1",
+      "--id",
+      "mine",
+      "--wait",
+      "--dashboard-url",
+      url,
+    ]);
+    assert.equal(result.code, 1, result.stderr.join("\n"));
+    assert.deepEqual(result.stdout, []);
+    assert.equal(result.stderr.length, 1, result.stderr.join("\n"));
+    assert.ok(
+      result.stderr[0].startsWith(
+        `status: the dashboard at ${url} answered the enqueue of mine with command other; ` +
+          `is ${url} a status dashboard?; the command may have been queued as mine: `,
+      ),
+      result.stderr[0],
+    );
+  });
+  await t.step("enqueue --wait: an event stream ending with another command", async () => {
+    await using server = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen() {} },
+      (request) => {
+        if (request.method === "POST") return Response.json({ queued: true, id: "mine" });
+        if (new URL(request.url).pathname.endsWith("/events")) {
+          const end = `id: 1:\nevent: end\ndata: ${JSON.stringify(commandView("other"))}\n\n`;
+          return new Response(end, { headers: { "Content-Type": "text/event-stream" } });
+        }
+        return Response.json(commandView("mine"));
+      },
+    );
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const result = await run([
+      "enqueue",
+      "echo hi",
+      "--agent",
+      "web-1",
+      "--id",
+      "mine",
+      "--wait",
+      "--dashboard-url",
+      url,
+    ]);
+    assert.equal(result.code, 1, result.stderr.join("\n"));
+    assert.deepEqual(result.stdout, []);
+    assert.equal(
+      result.stderr.at(-1),
+      "status: the event stream of mine sent an event of command other",
+    );
+  });
+  await t.step("result: another command's record", async () => {
+    await using server = answering(200, commandView("other"));
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    for (const json of [[], ["--json"]]) {
+      const result = await run(["result", "mine", ...json, "--dashboard-url", url]);
+      assert.equal(result.code, 1, result.stderr.join("\n"));
+      assert.deepEqual(result.stdout, []);
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the request for command mine with command ` +
+          `other; is ${url} a status dashboard?`,
+      );
+    }
+  });
+  await t.step("agents add, rotate, remove: another agent's answer", async () => {
+    await using server = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen() {} },
+      () => Response.json({ id: "other", token: "t".repeat(43), removed: true }),
+    );
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const said: Record<string, string> = {
+      add: 'the agent may have been added: print a new token with "status agents rotate web-1"',
+      rotate: 'the old token may no longer work: rotate again with "status agents rotate web-1"',
+      remove: "whether agent web-1 was removed is not known",
+    };
+    const words: Record<string, string> = {
+      add: "agent add",
+      rotate: "token rotation",
+      remove: "agent removal",
+    };
+    for (const verb of ["add", "rotate", "remove"]) {
+      const result = await run(["agents", verb, "web-1", "--dashboard-url", url]);
+      assert.equal(result.code, 1, `${verb}: ${result.stderr.join("\n")}`);
+      assert.deepEqual(result.stdout, [], verb);
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the ${words[verb]} of web-1 with agent ` +
+          `"other" (${said[verb]}); is ${url} a status dashboard?`,
+      );
+    }
+  });
+  await t.step("run start and show: another run", async () => {
+    await using server = answering(201, runView({ id: "other" }));
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const start = await run([
+      "run",
+      "start",
+      "echo hi",
+      "--agent",
+      "web-1",
+      "--id",
+      "mine",
+      "--dashboard-url",
+      url,
+    ]);
+    assert.equal(start.code, 1, start.stderr.join("\n"));
+    assert.deepEqual(start.stdout, []);
+    assert.match(
+      start.stderr.join("\n"),
+      /^status: the dashboard's answer to POST \/api\/v1\/runs is run other, not mine.*may have been created/,
+    );
+    const show = await run(["run", "show", "mine", "--dashboard-url", url]);
+    assert.equal(show.code, 1, show.stderr.join("\n"));
+    assert.deepEqual(show.stdout, []);
+    assert.equal(
+      show.stderr.join("\n"),
+      "status: the dashboard's answer to GET /api/v1/runs/mine is run other, not mine",
+    );
+  });
+});
+
+Deno.test("status result writes no bytes of output marked base64 that is not base64", async (t) => {
+  // Decoded leniently, "!!!not base64" became six bytes of garbage written out as the command's
+  // exact output, exit 0.
+  const broken = {
+    ...commandView("c1"),
+    result: { ...commandView("c1").result, stdout: "!!!not base64", stdout_encoding: "base64" },
+  };
+  await using server = answering(200, broken);
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  for (const flags of [[], ["--stdout"], ["--json"]]) {
+    await t.step(`status result c1 ${flags.join(" ")}`, async () => {
+      const result = await run(["result", "c1", ...flags, "--dashboard-url", url]);
+      assert.equal(result.code, 1, result.stderr.join("\n"));
+      assert.deepEqual(result.stdout, []);
+      assert.equal(
+        result.stderr.join("\n"),
+        `status: the dashboard at ${url} answered the command c1 request with an unexpected ` +
+          'body at "result.stdout": must be standard padded base64, as stdout_encoding says',
+      );
+    });
+  }
+  await t.step("base64 that is base64 is still written byte for byte", async () => {
+    await using good = answering(200, {
+      ...broken,
+      result: { ...broken.result, stdout: "AP8=" },
+    });
+    const result = await run([
+      "result",
+      "c1",
+      "--stdout",
+      "--dashboard-url",
+      `http://127.0.0.1:${good.addr.port}`,
+    ]);
+    assert.equal(result.code, 0, result.stderr.join("\n"));
+    assert.deepEqual(result.bytes.flatMap((chunk) => [...chunk]), [0, 255]);
+  });
+});
+
+Deno.test("status agents add --scopes warns when the dashboard granted more than asked", async (t) => {
+  // The agent was added and its token is needed, but a token the operator meant to keep from
+  // enqueueing can enqueue: said nowhere before.
+  const token = "t".repeat(43);
+  await t.step("more than asked: a warning naming them", async () => {
+    await using server = answering(201, {
+      id: "web-1",
+      token,
+      scopes: ["commands:wait", "commands:report", "commands:enqueue"],
+    });
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    const result = await run([
+      "agents",
+      "add",
+      "web-1",
+      "--scopes",
+      "commands:wait,commands:report",
+      "--dashboard-url",
+      url,
+    ]);
+    assert.equal(result.code, 0, result.stderr.join("\n"));
+    assert.deepEqual(result.stdout, ["AGENT_ID=web-1", `AGENT_TOKEN=${token}`]);
+    assert.equal(
+      result.stderr.at(-1),
+      "warning: the dashboard granted agent web-1 more scopes than --scopes asked for: " +
+        'commands:enqueue (asked: commands:wait, commands:report); remove it ("status agents ' +
+        'remove web-1") if its token must not have them',
+    );
+  });
+  await t.step("what was asked, or no --scopes: no warning", async () => {
+    await using server = answering(201, { id: "web-1", token, scopes: ["commands:wait"] });
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    for (const scopes of [["--scopes", "commands:wait"], []]) {
+      const result = await run(["agents", "add", "web-1", ...scopes, "--dashboard-url", url]);
+      assert.equal(result.code, 0, result.stderr.join("\n"));
+      assert.equal(result.stderr.filter((line) => line.startsWith("warning")).length, 0);
+    }
   });
 });

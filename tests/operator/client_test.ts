@@ -689,3 +689,60 @@ Deno.test("operator client refuses a command whose status is not a status word",
   assert.equal(error.kind, "invalid_answer");
   assert.match(error.message, /unexpected body at "status": must be a status word/);
 });
+
+Deno.test("checkHealth accepts no credentials on the word of another program that answers every path", async (t) => {
+  // Another web app at DASHBOARD_URL: a /health of its own, and a page (or some JSON) for every
+  // other address. The checks passed before, and status health exited 0.
+  const others: Array<[string, () => Response]> = [
+    ["a page for every path", () => new Response("<!doctype html><p>app</p>")],
+    ["the same JSON for every path", () => Response.json({ ok: true })],
+  ];
+  for (const [name, other] of others) {
+    await t.step(name, async () => {
+      const report = await checkHealth({
+        dashboardUrl: "http://dashboard.test",
+        adminToken: "admin-token-0123456789abcdef",
+        agentId: "web-1",
+        agentToken: "agent-token-0123456789abcdef",
+        fetch: ((input: string) =>
+          Promise.resolve(
+            new URL(input).pathname === "/health" ? Response.json({ status: "ok" }) : other(),
+          )) as typeof fetch,
+      });
+      assert.equal(report.ok, false);
+      assert.deepEqual(report.checks.slice(2), [{
+        name: "operator",
+        outcome: "failed",
+        message: 'answered /api/v1/commands with HTTP 200 but no list of commands ({"commands": ' +
+          "[...]}); is it a status dashboard?",
+      }, {
+        name: "agent",
+        outcome: "failed",
+        message: 'answered /api/v1/agent/ping with HTTP 200 but not {"agent_id": "web-1", ...}; ' +
+          "is it a status dashboard?",
+      }]);
+    });
+  }
+  await t.step("the dashboard's own answers still pass", async () => {
+    await using server = await startServer({
+      availableDescriptors: "plenty",
+      db: ":memory:",
+      port: 0,
+      adminToken: "admin-token-0123456789abcdef",
+    });
+    const { token } = await new OperatorClient({
+      dashboardUrl: server.url,
+      adminToken: "admin-token-0123456789abcdef",
+    }).addAgent("web-1");
+    const report = await checkHealth({
+      dashboardUrl: server.url,
+      adminToken: "admin-token-0123456789abcdef",
+      agentId: "web-1",
+      agentToken: token,
+    });
+    assert.deepEqual(report.checks.slice(2), [
+      { name: "operator", outcome: "ok", message: "admin token accepted" },
+      { name: "agent", outcome: "ok", message: "web-1: token and signature accepted" },
+    ]);
+  });
+});

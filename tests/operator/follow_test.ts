@@ -550,3 +550,55 @@ Deno.test("followCommand refuses an output or end event it cannot read, instead 
     });
   }
 });
+
+Deno.test("followCommand waits a second after a 429 whose Retry-After is 0, not asking without pause", async () => {
+  // A proxy's "Retry-After: 0" opened the stream again at once, as fast as the answers came.
+  const end = JSON.stringify({ id: "r1", name: "echo hi", status: "success", result: null });
+  const opened: number[] = [];
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () => {
+      opened.push(performance.now());
+      return Promise.resolve(
+        opened.length <= 2
+          ? Response.json({ error: "too many event streams" }, {
+            status: 429,
+            headers: { "Retry-After": "0" },
+          })
+          : new Response(`id: 0:x\nevent: end\ndata: ${end}\n\n`, {
+            headers: { "Content-Type": "text/event-stream" },
+          }),
+      );
+    },
+  });
+  const { record } = await followCommand(client, "r1");
+  assert.equal(record.status, "success");
+  assert.equal(opened.length, 3);
+  for (const i of [1, 2]) {
+    assert.ok(
+      opened[i] - opened[i - 1] >= 900,
+      `opened again after ${opened[i] - opened[i - 1]} ms`,
+    );
+  }
+});
+
+Deno.test("followCommand takes no end event of a command that is not final for its result", async () => {
+  // Printed as the result, it exited 1 after "c1 running" without a word of what went wrong.
+  const running = JSON.stringify({ id: "c1", name: "sleep 9", status: "running", result: null });
+  const client = new OperatorClient({
+    dashboardUrl: "http://localhost",
+    fetch: () =>
+      Promise.resolve(
+        new Response(`id: 1:\nevent: end\ndata: ${running}\n\n`, {
+          headers: { "Content-Type": "text/event-stream" },
+        }),
+      ),
+  });
+  await assert.rejects(
+    () => followCommand(client, "c1"),
+    (error: unknown) =>
+      error instanceof OperatorError && error.kind === "invalid_answer" &&
+      error.message ===
+        'the event stream of c1 ended with the command "running", which is not a final status',
+  );
+});

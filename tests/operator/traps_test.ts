@@ -196,6 +196,22 @@ Deno.test("the operator client retries a 429 after its Retry-After", async () =>
   await behindProxy.listAgents();
   assert.equal(slept.length, 1);
   assert.ok(slept[0] >= 29_000 && slept[0] <= 31_000, `slept ${slept[0]} ms`);
+
+  // "Retry-After: 0" is waited as a second, as a date already past is: not asked again at once.
+  const zero = new OperatorClient({
+    dashboardUrl: "http://dashboard.invalid",
+    fetch: () =>
+      Promise.resolve(
+        Response.json({ error: "slow down" }, { status: 429, headers: { "Retry-After": "0" } }),
+      ),
+    sleep: (ms) => {
+      slept.push(ms);
+      return Promise.resolve();
+    },
+  });
+  slept.length = 0;
+  await assert.rejects(() => zero.listAgents(), /rate limit/);
+  assert.deepEqual(slept, [1000, 1000, 1000]);
 });
 
 Deno.test("binary output reaches the operator byte for byte: store, API and status result", async (t) => {
