@@ -132,6 +132,16 @@ words=(status list --config ''); CURRENT=4; _status`;
       }
     });
   }
+  await t.step("a description naming a URL scheme is not cut at its colon", async () => {
+    // --database-url was described to zsh as "postgres", the rest cut at "postgres://".
+    const zsh = await runCli(["completions", "zsh"], { perms: [] });
+    assert.match(
+      zsh.stdout,
+      /'--database-url:postgres\\:\/\/ URL of the store, used when DB\/--db is not set'/,
+    );
+    const fish = await runCli(["completions", "fish"], { perms: [] });
+    assert.match(fish.stdout, /-l database-url -r -d 'postgres:\/\/ URL of the store/);
+  });
   await t.step("the help and the README load fish's through `command status`", async () => {
     const help = await runCli(["completions", "--help"], { perms: [] });
     assert.match(help.stdout, /fish: {2}command status completions fish > ~\/\.config\/fish\//);
