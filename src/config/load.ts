@@ -313,6 +313,14 @@ export function parseEnvFile(
     }
     if (/^[ \t]*(#|$)/.test(line)) continue;
     const match = ENV_LINE.exec(line);
+    if (!match && line.includes("\r")) {
+      // A line break of classic Mac OS, or one cut in two: not one the parser breaks lines at,
+      // and the rest of the line would read as the value.
+      throw new ConfigError(
+        `${label} line ${i + 1} holds a carriage return (\\r) that no line feed follows, which ` +
+          "ends no line here; save the file with LF (or CRLF) line endings",
+      );
+    }
     if (!match) {
       throw new ConfigError(
         `${label} line ${i + 1} must be NAME=value, got ${shownLine(line)}${

@@ -777,6 +777,11 @@ Deno.test(".env and config.json: a byte order mark is skipped, a line not read a
         /^b\.env line 1 must be NAME=value, got "export\\tCOMMAND_TIMEOUT_SECS=…" \(the rest is not shown\) \(it holds a tab;/,
       ],
       ["\uFEFF\uFEFFA=1\n", /^b\.env line 1 must be NAME=value.*U\+FEFF/],
+      // Classic Mac OS line endings: one line, said to be "NAME=value" when it looked like one.
+      [
+        "DASHBOARD_URL=http://127.0.0.1:5000\rAGENT_ID=web-1\r",
+        /^b\.env line 1 holds a carriage return \(\\r\) that no line feed follows, which ends no line here; save the file with LF \(or CRLF\) line endings$/,
+      ],
     ] as const
   ) {
     await t.step(`refused: ${JSON.stringify(text)}`, () => {
