@@ -2,7 +2,7 @@
  * Every operator request carries the admin token and every agent request its agent's token as a
  * bearer token (protocol.md §1): over plain HTTP to another machine anyone on the path reads them.
  * A dashboard or an agent set up that way says so at start; on loopback, or over HTTPS, neither
- * does.
+ * does. A dashboard's TLS key that other users may read is said at start too.
  */
 import assert from "node:assert/strict";
 import { PERMS, spawnCli } from "../_cli.ts";
@@ -54,6 +54,65 @@ Deno.test("an agent with a token and a plain http:// DASHBOARD_URL of another ma
       // Said right after the line that starts the agent, before it polls.
       await agent.waitForLog("long-poll: polling loop started");
       assert.equal(agent.logged(AGENT_WARNING), warned, agent.stderr.lines.join("\n"));
+    });
+  }
+});
+
+const KEY_WARNING =
+  /^TLS_KEY from flag --tls-key \(key\.pem\) is the dashboard's private key and users other than its owner may read it \(mode 0644\)/;
+
+Deno.test("status serve warns of a TLS key that users other than its owner may read", async (t) => {
+  await using dir = tempDir("status-tls-key-");
+  const made = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      `${dir.path}/key.pem`,
+      "-out",
+      `${dir.path}/cert.pem`,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => null);
+  if (!made?.success) {
+    await t.step({ name: "openssl is not available", ignore: true, fn: () => {} });
+    return;
+  }
+  for (const [mode, warned] of [[0o644, true], [0o600, false]] as const) {
+    await t.step(`key.pem mode ${mode.toString(8)}`, async () => {
+      Deno.chmodSync(`${dir.path}/key.pem`, mode);
+      await using serve = spawnCli(
+        [
+          "serve",
+          "--port",
+          "0",
+          "--db",
+          ":memory:",
+          "--tls-cert",
+          "cert.pem",
+          "--tls-key",
+          "key.pem",
+        ],
+        {
+          perms: PERMS.serve,
+          cwd: dir.path,
+          env: { STATUS_ADMIN_TOKEN: TOKEN, LOG_FORMAT: "json" },
+        },
+      );
+      await serve.stdout.waitFor(/^listening on https:\/\//);
+      assert.equal(serve.logged(KEY_WARNING), warned, serve.stderr.lines.join("\n"));
     });
   }
 });
