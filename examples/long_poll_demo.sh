@@ -92,7 +92,12 @@ error_of() {
 
 auth_args=()
 if [[ -n "$ADMIN_TOKEN" ]]; then
-  auth_args=(-H "Authorization: Bearer $ADMIN_TOKEN")
+  # The header is read from a file of our own (curl -H @file): on curl's command line the token
+  # would be in the process list, which every local user can read, for as long as it polls.
+  auth_file=$(mktemp)
+  trap 'rm -f "$auth_file"' EXIT
+  printf 'Authorization: Bearer %s\n' "$ADMIN_TOKEN" >"$auth_file"
+  auth_args=(-H "@$auth_file")
   body="{\"id\":\"$COMMAND_ID\",\"name\":$(json_string "$COMMAND"),\"params\":{},\"agent_id\":\"$AGENT_ID\"}"
   enqueue_headers=("${auth_args[@]}")
 else

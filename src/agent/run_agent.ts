@@ -17,7 +17,7 @@ import {
   DEFAULT_STATE_DIR,
 } from "../defaults.ts";
 import { inheritedDescriptorsWarning } from "../exec/sandbox.ts";
-import { logger } from "../log/mod.ts";
+import { literal, logger } from "../log/mod.ts";
 import {
   AGENT_ID_PATTERN,
   AGENT_ID_RULE,
@@ -47,6 +47,7 @@ import { recover } from "./recovery.ts";
 import { ResultReporter } from "./result_reporter.ts";
 import { type MetricsServer, parseListenAddress, serveMetrics } from "../metrics_server.ts";
 import { VERSION } from "../version.ts";
+import { isLoopback } from "../protocol/loopback.ts";
 import { checkFlag, checkNoNulls, checkOptionNames, type OptionNames } from "../options.ts";
 import { stateInstanceId } from "./instance.ts";
 
@@ -435,6 +436,17 @@ export async function runAgent(
     log.warning(
       "no AGENT_TOKEN is set: requests are not signed, which only a dashboard in dev mode " +
         "accepts; set AGENT_TOKEN (or --agent-token) to sign them",
+    );
+  }
+  const dashboard = new URL(String(options.dashboardUrl));
+  if (options.agentToken && dashboard.protocol === "http:" && !isLoopback(dashboard.hostname)) {
+    // Every request carries the token itself as a bearer token beside its signature (§1).
+    log.warning(
+      literal(
+        `DASHBOARD_URL ${dashboard.origin} is plain HTTP to another machine: AGENT_TOKEN crosses ` +
+          "the network in clear text in every request (anyone on the path may read it and act " +
+          "as this agent); serve the dashboard over HTTPS and give an https:// DASHBOARD_URL",
+      ),
     );
   }
   // The state directory first: its lock says whether another agent uses it. The executor's

@@ -75,7 +75,8 @@ function namesOf(command: AnyCommand): string[] {
 
 function firstSentence(text: string): string {
   const line = text.split(/\n/)[0].replace(/\s*\[[A-Z0-9_]+\]$/, "");
-  const cut = line.split(/[;:(]/)[0].trim();
+  // A colon ends it where a sentence's would, not inside a URL scheme ("postgres:// URL ...").
+  const cut = line.split(/;|\(|:(?!\/\/)/)[0].trim();
   return cut.length > 70 ? cut.slice(0, 69) + "…" : cut;
 }
 

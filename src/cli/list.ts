@@ -26,6 +26,11 @@ function parseStatus(value: string): string {
   return value;
 }
 
+/** A word of a command line as a POSIX shell reads it back: quoted when it is not plain. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
 /**
  * Builds `status list`.
  *
@@ -72,16 +77,25 @@ export function listCommand(io: Io): Command {
     else if (records.length === 0) io.err(options.before ? "no older commands" : "no commands");
     else for (const line of formatTable(records)) io.out(line);
     if (page.nextBefore !== null) {
-      // The same filters, one page further (on standard error: the table or JSON stays whole).
+      // The same list one page further (on standard error: the table or JSON stays whole): its
+      // filters, its form, and the flags that chose the dashboard, which without them would be
+      // another (the default's, or ./config.json's). A token given as a flag is not repeated.
+      const { config, envFile } = options as { config?: string; envFile?: string };
+      const urlFromFlag = loaded.sources.dashboardUrl?.startsWith("flag ");
       const again = [
-        "status list",
+        "status",
+        "list",
         ...(options.agent ? ["--agent", options.agent] : []),
         ...(options.status ? ["--status", options.status] : []),
         ...(options.limit !== undefined ? ["--limit", String(options.limit)] : []),
+        ...(options.json ? ["--json"] : []),
+        ...(config !== undefined ? ["--config", config] : []),
+        ...(envFile !== undefined ? ["--env-file", envFile] : []),
+        ...(urlFromFlag ? ["--dashboard-url", settings.dashboardUrl] : []),
         "--before",
         page.nextBefore,
       ];
-      io.err(`older commands: ${again.join(" ")}`);
+      io.err(`older commands: ${again.map(shellWord).join(" ")}`);
     }
   });
   return command as unknown as Command;

@@ -15,7 +15,7 @@ import {
 import { setExitCode } from "./exit.ts";
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
-import { logger } from "../log/mod.ts";
+import { literal, logger } from "../log/mod.ts";
 import { checkTlsPair, startServer } from "../server/mod.ts";
 import {
   addSettingOptions,
@@ -61,6 +61,21 @@ function readPem(path: string, what: string): string {
   }
   if (text === undefined) throw new ConfigError(`${what} is larger than 1 MiB; is it PEM?`);
   return text;
+}
+
+/**
+ * The mode of a file that users other than its owner may read (`"0644"`), or `undefined` when
+ * they may not, or it cannot be looked at.
+ */
+function readableByOthers(path: string): string | undefined {
+  let mode: number | null;
+  try {
+    mode = Deno.statSync(path).mode;
+  } catch {
+    return undefined;
+  }
+  if (mode === null || (mode & 0o044) === 0) return undefined;
+  return (mode & 0o7777).toString(8).padStart(4, "0");
 }
 
 /**
@@ -140,6 +155,21 @@ Examples:
     }
     const tls = s.tlsCert && s.tlsKey ? loadTlsPair(loaded) : undefined;
     const log = logger("server");
+    if (tls) {
+      // As a settings file holding a token (config/load.ts): the key lets anyone pose as the
+      // dashboard, and read what agents and operators send it (their tokens).
+      const exposed = readableByOthers(s.tlsKey!);
+      if (exposed !== undefined) {
+        log.warning(
+          literal(
+            `${named("TLS_KEY", loaded.sources.tlsKey, s.tlsKey!)} is the dashboard's private ` +
+              `key and users other than its owner may read it (mode ${exposed}): any of them ` +
+              "could pose as the dashboard and read the tokens sent to it; make it readable by " +
+              `its owner only: chmod 600 ${s.tlsKey}`,
+          ),
+        );
+      }
+    }
     // Names other programs' settings use too: one of theirs in the environment, or in a .env of
     // another project's in the working directory, was taken without a word (BIND=0.0.0.0 opening
     // the dashboard to the network, a Rails app's DATABASE_URL made status's store).

@@ -5,9 +5,11 @@
  * @module
  */
 import { readTextFileBounded } from "../read_bounded.ts";
+import { dirname, resolve } from "node:path";
 import { parseEnv } from "node:util";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
+import { notOwnPathProblem } from "../own_files.ts";
 import { editDistance, nearest } from "./suggest.ts";
 import { redactString } from "../log/redact.ts";
 import {
@@ -148,6 +150,35 @@ function refuseNamedPipe(path: string): void {
   );
 }
 
+/**
+ * Refuses a settings file that another user may have put where it is read: one in a directory
+ * every user may write (`/tmp`) that belongs to another user than this one and root, or is such a
+ * user's symlink. Its `DASHBOARD_URL` would send this user's tokens to that user's server, and its
+ * agent settings choose what commands may run. Not looked at when the directory, or this
+ * process's uid, cannot be (as a database's owner, README "The sandbox").
+ *
+ * @param path The file.
+ * @param label The file as the user knows it.
+ * @throws {ConfigError} Naming the file, its owner and the directory.
+ */
+function refuseOtherUsersFile(path: string, label: string): void {
+  const dir = dirname(resolve(path));
+  let mode: number | null;
+  try {
+    mode = Deno.statSync(dir).mode;
+  } catch {
+    return;
+  }
+  if (mode === null || (mode & 0o002) === 0) return;
+  const problem = notOwnPathProblem(path, { symlink: "own" });
+  if (problem === undefined) return;
+  throw new ConfigError(
+    `${label} is not read: ${problem}, in ${dir}, where every user may write (another user may ` +
+      "have put it there to choose the dashboard that gets this user's tokens, or what commands " +
+      "may run); remove it, or keep the settings files in a directory of your own",
+  );
+}
+
 function readTextIfPresent(path: string): string | undefined {
   refuseNamedPipe(path);
   try {
@@ -282,6 +313,14 @@ export function parseEnvFile(
     }
     if (/^[ \t]*(#|$)/.test(line)) continue;
     const match = ENV_LINE.exec(line);
+    if (!match && line.includes("\r")) {
+      // A line break of classic Mac OS, or one cut in two: not one the parser breaks lines at,
+      // and the rest of the line would read as the value.
+      throw new ConfigError(
+        `${label} line ${i + 1} holds a carriage return (\\r) that no line feed follows, which ` +
+          "ends no line here; save the file with LF (or CRLF) line endings",
+      );
+    }
     if (!match) {
       throw new ConfigError(
         `${label} line ${i + 1} must be NAME=value, got ${shownLine(line)}${
@@ -520,6 +559,7 @@ export function loadSettings(options: LoadOptions): LoadedSettings {
       unreadableFiles.push(label);
       return undefined;
     }
+    refuseOtherUsersFile(path, label);
     const text = readTextIfPresent(path);
     if (text === undefined && explicit) {
       throw new ConfigError(`${label} does not exist (given by ${flag})`);

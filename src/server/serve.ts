@@ -523,6 +523,17 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
           'agents with "status agents add <id>" and set STATUS_ADMIN_TOKEN to leave dev mode.',
       );
     }
+    if (!devMode && options.tls === undefined && !isLoopback(addr.hostname)) {
+      // Every operator request carries the admin token, and every agent request its agent's
+      // token, as a bearer token (docs/protocol.md §1): over plain HTTP anyone on the path
+      // reads them.
+      log.warning(
+        `the dashboard serves plain HTTP on ${addr.hostname}, which other machines reach: the ` +
+          "admin token and each agent's token cross the network in clear text in every request " +
+          "(anyone on the path may read and use them); serve HTTPS (--tls-cert and --tls-key), " +
+          "or bind it to an address that only a proxy serving HTTPS reaches (examples/nginx.conf)",
+      );
+    }
     log.info("dashboard listening", {
       url,
       devMode,

@@ -1,6 +1,6 @@
 /**
  * `examples/status-panel.service` passes `systemd-analyze verify` once the deno path is put in
- * the way the README and the unit's own comment say (`sed "s|@DENO@|$(command -v deno)|"`).
+ * the way the README and the unit's own comment say (`DENO=$(command -v deno) && sed ...`).
  */
 import assert from "node:assert/strict";
 
@@ -25,7 +25,8 @@ Deno.test({
   fn: async () => {
     const unit = Deno.readTextFileSync(`${root}examples/status-panel.service`);
     const readme = Deno.readTextFileSync(`${root}README.md`);
-    const install = `sed "s|@DENO@|$(command -v deno)|" examples/status-panel.service`;
+    const install =
+      'DENO=$(command -v deno) && sed "s|@DENO@|$DENO|" examples/status-panel.service';
     assert.ok(unit.includes(install), "the unit says how to put the path in");
     assert.ok(readme.includes(install), "the README says how to put the path in");
     assert.ok(!unit.includes("/usr/local/bin/deno"));
@@ -55,6 +56,49 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("the README's install line of the unit writes no unit where no deno is on the PATH", async (t) => {
+  // It was sed "s|@DENO@|$(command -v deno)|": where Deno ran through npx alone, that wrote a unit
+  // whose ExecStart= began with " run", and said nothing.
+  const readme = Deno.readTextFileSync(`${root}README.md`);
+  const line = readme.split("\n").find((l) => l.includes("examples/status-panel.service >"));
+  assert.ok(line, "the README's install line");
+  const dir = await Deno.makeTempDir({ prefix: "status-unit-install-" });
+  try {
+    const script = line.replace("/etc/systemd/system/", `${dir}/`);
+    const bin = `${dir}/bin`;
+    Deno.mkdirSync(bin);
+    // A PATH with sed and no deno.
+    const sed = new TextDecoder().decode(
+      (await new Deno.Command("sh", { args: ["-c", "command -v sed"], stdout: "piped" }).output())
+        .stdout,
+    ).trim();
+    Deno.symlinkSync(sed, `${bin}/sed`);
+    const install = (path: string) =>
+      new Deno.Command("/bin/sh", {
+        args: ["-c", script],
+        cwd: root,
+        env: { PATH: path },
+        clearEnv: true,
+        stdout: "null",
+        stderr: "null",
+      }).output();
+    await t.step("no deno: it fails and writes nothing", async () => {
+      const out = await install(bin);
+      assert.notEqual(out.code, 0);
+      assert.throws(() => Deno.statSync(`${dir}/status-panel.service`), Deno.errors.NotFound);
+    });
+    await t.step("a deno on the PATH: its absolute path is put in", async () => {
+      Deno.symlinkSync(Deno.execPath(), `${bin}/deno`);
+      const out = await install(bin);
+      assert.equal(out.code, 0);
+      const unit = Deno.readTextFileSync(`${dir}/status-panel.service`);
+      assert.match(unit, new RegExp(`^ExecStart=${bin}/deno run `, "m"));
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("the README's narrowest agent flags are the unit's, paths aside", () => {

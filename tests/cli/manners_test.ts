@@ -132,6 +132,16 @@ words=(status list --config ''); CURRENT=4; _status`;
       }
     });
   }
+  await t.step("a description naming a URL scheme is not cut at its colon", async () => {
+    // --database-url was described to zsh as "postgres", the rest cut at "postgres://".
+    const zsh = await runCli(["completions", "zsh"], { perms: [] });
+    assert.match(
+      zsh.stdout,
+      /'--database-url:postgres\\:\/\/ URL of the store, used when DB\/--db is not set'/,
+    );
+    const fish = await runCli(["completions", "fish"], { perms: [] });
+    assert.match(fish.stdout, /-l database-url -r -d 'postgres:\/\/ URL of the store/);
+  });
   await t.step("the help and the README load fish's through `command status`", async () => {
     const help = await runCli(["completions", "--help"], { perms: [] });
     assert.match(help.stdout, /fish: {2}command status completions fish > ~\/\.config\/fish\//);
@@ -229,6 +239,29 @@ Deno.test("deno run -P=agent lets the daemon rotate its log, status.log", async 
   const said = new TextDecoder().decode(out.stderr);
   assert.equal(out.code, 0, said);
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "true", said);
+});
+
+Deno.test("deno run -P=operator reads TERM: a dumb terminal gets no elapsed indicator", async () => {
+  // The operator's set did not grant TERM, so under it an editor's shell buffer (TERM=dumb) got
+  // the indicator's cursor controls printed as text while status enqueue --wait followed.
+  await using dir = await tempDir();
+  const script = `${dir.path}/term.ts`;
+  await Deno.writeTextFile(
+    script,
+    `import { processWriter } from "${ROOT}/src/cli/live.ts";\n` +
+      "const tty = { isTerminal: () => true, writeSync: (b: Uint8Array) => b.length };\n" +
+      "console.log(processWriter({ stdout: tty, stderr: tty }).isTerminal);\n",
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--config", `${ROOT}/deno.json`, "-P=operator", script],
+    cwd: ROOT,
+    env: { TERM: "dumb" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, said);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "false", said);
 });
 
 Deno.test("an agent whose allowlist is empty says so at start-up", async () => {

@@ -181,6 +181,45 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "examples/long_poll_demo.sh keeps the admin token out of the process list",
+  ignore: !(await new Deno.Command("bash", { args: ["-c", "command -v curl"], stdout: "null" })
+    .output()).success,
+  async fn() {
+    // Given to curl as -H "Authorization: Bearer ...", the token stood in curl's command line,
+    // which every local user reads (/proc/<pid>/cmdline, ps), at each of its reads.
+    const token = `admin-token-${crypto.randomUUID()}`;
+    const seen: string[] = [];
+    /** The command lines of this machine's processes that hold the token, as another user sees. */
+    const holders = () => {
+      // ps, as any local user may run it (Deno reads /proc only under --allow-all).
+      const { stdout } = new Deno.Command("ps", { args: ["-eo", "args"], stdout: "piped" })
+        .outputSync();
+      seen.push(
+        ...new TextDecoder().decode(stdout).split("\n").filter((line) => line.includes(token)),
+      );
+    };
+    let reads = 0;
+    await using stub = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      (request) => {
+        // curl is waiting for this answer: its command line is there to be read now.
+        holders();
+        assert.equal(request.headers.get("authorization"), `Bearer ${token}`);
+        if (request.method === "POST") {
+          return Response.json({ queued: true, id: "demo-1" }, { status: 202 });
+        }
+        reads++;
+        return Response.json({ id: "demo-1", status: reads < 2 ? "running" : "success" });
+      },
+    );
+    const out = await demo(`http://127.0.0.1:${stub.addr.port}`, { STATUS_ADMIN_TOKEN: token });
+    assert.equal(out.code, 0, out.stderr);
+    assert.ok(reads >= 2, out.stderr);
+    assert.deepEqual(seen, []);
+  },
+});
+
 Deno.test("the README names the settings that have a --no- flag, and only those", () => {
   // It called DAEMON, WAIT_REQUIRE_SIGNATURE and ACCEPT_V1_SIGNATURES "the on/off settings",
   // while LIVE_OUTPUT, on/off too, has no --no- flag (it takes true or false).

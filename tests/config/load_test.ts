@@ -393,6 +393,63 @@ Deno.test("absent default files are not an error, absent named files are", async
   }
 });
 
+Deno.test({
+  name: "a .env or config.json another user put in a directory every user may write is refused",
+  // Only root can give a file to another user.
+  ignore: Deno.uid() !== 0,
+}, async (t) => {
+  // Run from /tmp, a .env that any local user had left there sent the operator's admin token
+  // to that user's server (its DASHBOARD_URL), and set an agent's ALLOWED_PROGRAMS.
+  const cwd = tempDir();
+  Deno.chmodSync(cwd, 0o1777);
+  try {
+    for (
+      const [name, text] of [
+        [".env", "DASHBOARD_URL=http://attacker.example:5000\n"],
+        ["config.json", '{"dashboard_url": "http://attacker.example:5000"}'],
+      ]
+    ) {
+      await t.step(`${name}, read by default and named`, () => {
+        const path = `${cwd}/${name}`;
+        Deno.writeTextFileSync(path, text);
+        Deno.chownSync(path, 65534, 65534);
+        const named = name === ".env" ? { envFilePath: path } : { configPath: path };
+        for (const [label, options] of [[name, {}], [path, named]] as const) {
+          assert.throws(
+            () => loadSettings({ roles: ["operator"], env: {}, cwd, ...options }),
+            {
+              name: "ConfigError",
+              message: `${label} is not read: ${path} belongs to uid 65534, not to this user ` +
+                `(uid 0), in ${cwd}, where every user may write (another user may have put it ` +
+                "there to choose the dashboard that gets this user's tokens, or what commands " +
+                "may run); remove it, or keep the settings files in a directory of your own",
+            },
+          );
+        }
+        // This user's own file there is read, and so is another user's in a directory of its own.
+        Deno.chownSync(path, 0, 0);
+        assert.equal(
+          loadSettings({ roles: ["operator"], env: {}, cwd }).settings.dashboardUrl,
+          "http://attacker.example:5000",
+        );
+        Deno.chownSync(path, 65534, 65534);
+        Deno.chmodSync(cwd, 0o755);
+        try {
+          assert.equal(
+            loadSettings({ roles: ["operator"], env: {}, cwd }).settings.dashboardUrl,
+            "http://attacker.example:5000",
+          );
+        } finally {
+          Deno.chmodSync(cwd, 0o1777);
+          Deno.removeSync(path);
+        }
+      });
+    }
+  } finally {
+    Deno.removeSync(cwd, { recursive: true });
+  }
+});
+
 Deno.test("broken files get a clear error", async (t) => {
   await t.step("config.json that is not JSON", () => {
     const cwd = tempDir({ "config.json": "{ nope" });
@@ -720,6 +777,11 @@ Deno.test(".env and config.json: a byte order mark is skipped, a line not read a
         /^b\.env line 1 must be NAME=value, got "export\\tCOMMAND_TIMEOUT_SECS=…" \(the rest is not shown\) \(it holds a tab;/,
       ],
       ["\uFEFF\uFEFFA=1\n", /^b\.env line 1 must be NAME=value.*U\+FEFF/],
+      // Classic Mac OS line endings: one line, said to be "NAME=value" when it looked like one.
+      [
+        "DASHBOARD_URL=http://127.0.0.1:5000\rAGENT_ID=web-1\r",
+        /^b\.env line 1 holds a carriage return \(\\r\) that no line feed follows, which ends no line here; save the file with LF \(or CRLF\) line endings$/,
+      ],
     ] as const
   ) {
     await t.step(`refused: ${JSON.stringify(text)}`, () => {

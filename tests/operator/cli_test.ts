@@ -6,6 +6,7 @@ import { memoryIo } from "../../src/cli/io.ts";
 import { LIST_LIMIT, RUN_LIST_LIMIT } from "../../src/protocol/mod.ts";
 import { checkPolicy, defaultPolicy } from "../../src/exec/mod.ts";
 import { startServer } from "../../src/server/mod.ts";
+import { parse as shellParse } from "shell-quote";
 
 Deno.test("status enqueue --wait shows progress and exits with the command's code", async (t) => {
   await t.step("success", async () => {
@@ -370,23 +371,66 @@ Deno.test("status list pages with --before and says how to see older commands", 
   const list = (...args: string[]) =>
     run(["list", "--agent", "pager", "--limit", "2", ...args, "--dashboard-url", server.url]);
   const seen: string[] = [];
-  let before: string[] = [];
+  // Each next page is read by the command line the previous one printed, word for word: it keeps
+  // the dashboard given by flag (without it, the default one would be asked) and --json.
+  let out = await list("--json");
   for (let page = 0; page < 3; page++) {
-    const out = await list(...before, "--json");
     assert.equal(out.code, 0, out.stderr.join("\n"));
     seen.push(...JSON.parse(out.stdout.join("\n")).map((c: { id: string }) => c.id));
     const hint = out.stderr.find((line) => line.startsWith("older commands: "));
     if (page < 2) {
       assert.match(
         hint ?? "",
-        /^older commands: status list --agent pager --limit 2 --before \d+$/,
+        new RegExp(
+          "^older commands: status list --agent pager --limit 2 --json " +
+            `--dashboard-url ${server.url.replace(/\/$/, "")} --before \\d+$`,
+        ),
       );
-      before = ["--before", hint!.split(" ").at(-1)!];
+      out = await run(hint!.replace(/^older commands: status /, "").split(" "));
     } else assert.equal(hint, undefined, "the last page names no older one");
   }
   assert.deepEqual(seen, ["page-5", "page-4", "page-3", "page-2", "page-1"]);
   const bad = await list("--before", "x1");
   assert.equal(bad.code, 2);
+});
+
+Deno.test("status list's next-page command keeps the settings file that named the dashboard, quoted", async () => {
+  await using server = await startServer({
+    availableDescriptors: "plenty",
+    db: ":memory:",
+    port: 0,
+  });
+  for (const id of ["cfg-1", "cfg-2"]) {
+    const out = await run([
+      "enqueue",
+      "echo hi",
+      "--agent",
+      "a",
+      "--id",
+      id,
+      "--dashboard-url",
+      server.url,
+    ]);
+    assert.equal(out.code, 0, out.stderr.join("\n"));
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    // Without --config, the next page would be asked of ./config.json's dashboard, or the default.
+    const config = `${dir}/the fleet's config.json`;
+    await Deno.writeTextFile(config, JSON.stringify({ dashboard_url: server.url }));
+    const first = await run(["list", "--limit", "1", "--config", config]);
+    assert.equal(first.code, 0, first.stderr.join("\n"));
+    assert.match(first.stdout.join("\n"), /cfg-2/);
+    const hint = first.stderr.find((line) => line.startsWith("older commands: "));
+    assert.ok(hint, first.stderr.join("\n"));
+    const words = shellParse(hint.replace(/^older commands: /, "")) as string[];
+    assert.deepEqual(words.slice(0, 6), ["status", "list", "--limit", "1", "--config", config]);
+    const next = await run(words.slice(1));
+    assert.equal(next.code, 0, next.stderr.join("\n"));
+    assert.match(next.stdout.join("\n"), /cfg-1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("status run --help says a run stops starting commands once more than --max-errors failed", async () => {

@@ -42,7 +42,11 @@ Deno.test({
   ignore: !hasSystemdAnalyze(),
   fn: async () => {
     const unit = Deno.readTextFileSync(UNIT);
-    assert.ok(unit.includes(`sed "s|@DENO@|$(command -v deno)|" examples/status-serve.service`));
+    assert.ok(
+      unit.includes(
+        'DENO=$(command -v deno) && sed "s|@DENO@|$DENO|" examples/status-serve.service',
+      ),
+    );
     await using dir = tempDir("status-serve-unit-");
     const path = `${dir.path}/status-serve.service`;
     await Deno.writeTextFile(path, unit.replaceAll("@DENO@", Deno.execPath()));
