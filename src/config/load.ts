@@ -163,6 +163,8 @@ function refuseNamedPipe(path: string): void {
  */
 function refuseOtherUsersFile(path: string, label: string): void {
   const dir = dirname(resolve(path));
+  // Not asked for: under --allow-read=config.json a look at its directory would prompt.
+  if (!permitted({ name: "read", path: dir })) return;
   let mode: number | null;
   try {
     mode = Deno.statSync(dir).mode;
