@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-net --allow-run
+#!/usr/bin/env -S deno run --allow-net --allow-run --no-prompt
 /**
  * The `status` command line: builds the command tree, runs it, and maps errors to exit codes.
  * This is the only place that exits the process.

@@ -450,6 +450,8 @@ export function checkFileLocation(env: string, source: string | undefined, path:
     if (info.isFifo) problem = "it is a named pipe, not a file";
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) return; // Not ours to judge: the daemon says.
+    // A look that is not granted would prompt on a terminal (--allow-read=status.pid alone).
+    if (!isGranted({ name: "read", path: dirname(path) })) return;
     try {
       if (!Deno.statSync(dirname(path)).isDirectory) {
         problem = `${dirname(path)} is not a directory`;
@@ -479,6 +481,9 @@ export function checkDirectorySetting(
 ): void {
   const path = loaded.settings[key];
   if (path === undefined) return;
+  // Without --allow-read there: not ours to judge here (the agent says what it can do), and a
+  // look would prompt on a terminal.
+  if (!isGranted({ name: "read", path })) return;
   const name = describeFileSetting(SETTINGS[key].env, loaded.sources[key], path);
   let problem: string | undefined;
   try {

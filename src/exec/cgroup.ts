@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isGranted } from "../permissions.ts";
 import { abortableSleep, lockWithin } from "../clock.ts";
 import { logger } from "../log/mod.ts";
 import { ownUid } from "../own_files.ts";
@@ -56,6 +57,8 @@ export function readPids(cgroup: string): number[] {
 
 /** A file's text, or `undefined` when it cannot be read. */
 export function readText(path: string): string | undefined {
+  // Not asked for: a read that is not granted would prompt on a terminal.
+  if (!isGranted({ name: "read", path })) return undefined;
   try {
     return Deno.readTextFileSync(path);
   } catch {
@@ -73,6 +76,7 @@ function populated(cgroup: string): boolean | undefined {
 
 /** Whether a path exists. */
 export function exists(path: string): boolean {
+  if (!isGranted({ name: "read", path })) return false;
   try {
     Deno.statSync(path);
     return true;
@@ -187,6 +191,10 @@ export interface CgroupHome {
 export function probeCgroups(tag: string): CgroupHome | string {
   let mount: string | undefined;
   let path: string | undefined;
+  // Not asked for: a read that is not granted would prompt on a terminal.
+  if (!isGranted({ name: "read", path: "/proc/self/mountinfo" })) {
+    return "Deno lets a program read /proc and write /sys/fs/cgroup only under --allow-all";
+  }
   try {
     mount = cgroup2Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
     path = ownCgroupPath(Deno.readTextFileSync("/proc/self/cgroup"));

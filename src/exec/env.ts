@@ -5,6 +5,7 @@
  * @module
  */
 import { MAX_ARGS, MAX_COMMAND_LINE_LENGTH } from "./parse.ts";
+import { isGranted } from "../permissions.ts";
 
 /** `PATH` given to commands when the agent may not read its own. */
 export const DEFAULT_CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -368,6 +369,8 @@ export function helperPath(read: EnvReader = readAgentEnv): string {
 export type OwnerReader = (path: string) => { uid: number; gid: number; mode: number } | undefined;
 
 function readOwner(path: string): { uid: number; gid: number; mode: number } | undefined {
+  // Not asked for: under a narrow --allow-read a look would prompt on a terminal.
+  if (!isGranted({ name: "read", path })) return undefined;
   try {
     const info = Deno.statSync(path);
     if (info.uid === null || info.gid === null || info.mode === null) return undefined;
@@ -588,6 +591,7 @@ export function everyoneMayReplace(
 }
 
 function realPathOrSelf(path: string): string {
+  if (!isGranted({ name: "read", path })) return path;
   try {
     return Deno.realPathSync(path);
   } catch {

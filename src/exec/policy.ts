@@ -1748,6 +1748,8 @@ function realPathOfExisting(path: string, links = 0): string | undefined {
   let current = path;
   for (;;) {
     try {
+      // Not asked for: a read that is not granted would prompt on a terminal, at every command.
+      if (!isGranted({ name: "read", path: current })) throw new Deno.errors.NotCapable();
       const real = Deno.realPathSync(current);
       return normalizePath([real, ...rest].join("/"));
     } catch (error) {
@@ -1820,6 +1822,8 @@ export type Resolution =
   | { ok: false; kind: "not_found" | "not_executable"; reason: string };
 
 function statIfExists(path: string): Deno.FileInfo | undefined | "unknown" {
+  // Not asked for: a read that is not granted would prompt on a terminal, at every command.
+  if (!isGranted({ name: "read", path })) return "unknown";
   try {
     return Deno.statSync(path);
   } catch (error) {

@@ -225,7 +225,8 @@ export function setsidProgram(): string | null {
   if (setsidFound !== undefined) return setsidFound;
   setsidFound = null;
   for (const path of SETSID_PATHS) {
-    if (!granted({ name: "run", command: path })) continue;
+    // A look that is not granted would prompt on a terminal.
+    if (!granted({ name: "run", command: path }) || !granted({ name: "read", path })) continue;
     try {
       const info = Deno.statSync(path);
       if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) {
@@ -485,6 +486,8 @@ export function inheritedDescriptors(
   procSelf = "/proc/self",
 ): { fd: number; target: string | undefined }[] | undefined {
   let names: string[];
+  // Not asked for: a read that is not granted would prompt on a terminal.
+  if (!granted({ name: "read", path: `${procSelf}/fdinfo` })) return undefined;
   try {
     names = [...Deno.readDirSync(`${procSelf}/fdinfo`)].map((entry) => entry.name);
   } catch {
@@ -607,6 +610,8 @@ function parseStat(text: string): Stat | undefined {
 }
 
 function readStat(pid: number): Stat | undefined {
+  // A read that is not granted would prompt on a terminal.
+  if (!granted({ name: "read", path: `/proc/${pid}/stat` })) return undefined;
   try {
     return parseStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
   } catch {
@@ -616,6 +621,7 @@ function readStat(pid: number): Stat | undefined {
 
 /** {@link readStat} without blocking the thread (right after a spawn the read waits for the exec). */
 async function readStatSoon(pid: number): Promise<Stat | undefined> {
+  if (!granted({ name: "read", path: `/proc/${pid}/stat` })) return undefined;
   try {
     return parseStat(await Deno.readTextFile(`/proc/${pid}/stat`));
   } catch {
@@ -1164,6 +1170,8 @@ export class Cell implements AsyncDisposable {
 
 /** The names of a directory's subdirectories; none when it cannot be read. */
 function subdirectories(dir: string): string[] {
+  // Not asked for: a read that is not granted would prompt on a terminal.
+  if (!granted({ name: "read", path: dir })) return [];
   try {
     return [...Deno.readDirSync(dir)].filter((e) => e.isDirectory).map((e) => e.name);
   } catch {
@@ -1486,10 +1494,13 @@ export class Sandbox {
    */
   static tagOf(stateDir: string): string {
     let path = stateDir;
+    // Only what may be read is looked at: a look that is not granted would prompt on a terminal.
     try {
+      if (!granted({ name: "read", path: stateDir })) throw new Deno.errors.NotCapable();
       path = Deno.realPathSync(stateDir);
     } catch {
       try {
+        if (!granted({ name: "read", path: "." })) throw new Deno.errors.NotCapable();
         path = resolve(stateDir);
       } catch {
         // no permission to read the working directory: the path as given
@@ -1932,6 +1943,8 @@ export class Sandbox {
 
   /** Whether `path` is a directory (not a symlink) owned by this process's user. */
   #isOwnDirectory(path: string): boolean {
+    // A look that is not granted would prompt on a terminal (what may not be read was not made).
+    if (!granted({ name: "read", path })) return false;
     try {
       const info = Deno.lstatSync(path);
       if (!info.isDirectory) return false;
