@@ -849,6 +849,17 @@ function outOfMemoryNote(cell: Cell): string | undefined {
   } (COMMAND_MAX_MEMORY)`;
 }
 
+/**
+ * A run's error with what its cgroup's limits did ({@link forksRefusedNote},
+ * {@link outOfMemoryNote}) added; a command that succeeded all the same has no error to say it in.
+ */
+function withLimitNotes(error: string | null, cell: Cell): string | null {
+  const notes = [forksRefusedNote(cell), outOfMemoryNote(cell)].filter((note) =>
+    note !== undefined
+  );
+  return error && notes.length > 0 ? [error, ...notes].join("; ") : error;
+}
+
 /** How a process ended, in words: "it ended by SIGTERM" or "it exited with code 0". */
 function howItEnded(signal: string | null, exitCode: number | null): string {
   return signal ? `it ended by ${signal}` : `it exited with code ${exitCode}`;
@@ -1026,13 +1037,16 @@ async function supervise(
     );
     const early = outcome;
     await context.spawned;
+    // Its cgroup's counts of what its limits refused, read before the cgroup is removed: the
+    // recorded exit says them as the report will (a crash before the report reports it).
+    cell.readCounts();
     callSafely("onExit", () =>
       command.onExit?.({
         status: early.status,
         exit_code: exitCode,
         signal,
         duration_secs: roundSecs(durationMs),
-        error: early.error,
+        error: withLimitNotes(early.error, cell),
         started_at: context.started_at,
         completed_at: new Date(clock.now()).toISOString(),
       }));
@@ -1075,9 +1089,7 @@ async function supervise(
   if (memoryNote) {
     log.warning("the command reached its memory limit: {note}", { ...logProps, note: memoryNote });
   }
-  // A command that succeeded all the same has no error to say it in.
-  const notes = [limitNote, memoryNote].filter((note) => note !== undefined);
-  const error = ended && notes.length > 0 ? [ended, ...notes].join("; ") : ended;
+  const error = withLimitNotes(ended, cell);
 
   const result: ExecResult = {
     status: resultStatus,

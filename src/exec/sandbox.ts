@@ -688,7 +688,7 @@ export class Cell implements AsyncDisposable {
 
   /**
    * How many of the command's forks failed at {@link Cell.processLimit} (its cgroup's
-   * `pids.events`), read when it is stopped; 0 before.
+   * `pids.events`), read by {@link Cell.readCounts} and when it is stopped; 0 before.
    */
   get forksRefused(): number {
     return this.#forksRefused;
@@ -702,10 +702,38 @@ export class Cell implements AsyncDisposable {
   /**
    * How many of the command's processes were killed for going past {@link Cell.memoryLimit} (the
    * kernel's OOM killer, as its cgroup's `memory.events` or `memory.oom_control` count them), read
-   * when it is stopped; 0 before.
+   * by {@link Cell.readCounts} and when it is stopped; 0 before.
    */
   get oomKills(): number {
     return this.#oomKills;
+  }
+
+  /**
+   * Reads what the command's cgroup counted against its limits so far ({@link Cell.forksRefused},
+   * {@link Cell.oomKills}): the runner does so the moment the first process exited, for the exit
+   * it has recorded (`onExit`) to say them as the report will; {@link Cell.stop} reads them once
+   * more, for what the rest of the command did after. Nothing once stopped (the cgroup is gone).
+   */
+  readCounts(): void {
+    if (!this.#closed) this.#readCounts();
+  }
+
+  #readCounts(): void {
+    if (!this.#cgroup) return;
+    // The counters only grow: a later read never lowers what an earlier one said.
+    if (this.#processLimit !== undefined) {
+      this.#forksRefused = Math.max(
+        this.#forksRefused,
+        pidsMaxEvents(this.#pidsGroup ?? this.#cgroup),
+      );
+    }
+    if (this.#memoryLimit !== undefined) {
+      this.#oomKills = Math.max(
+        this.#oomKills,
+        oomKills(this.#memoryGroup ?? this.#cgroup),
+        this.#killedPastLimit ? 1 : 0,
+      );
+    }
   }
 
   /**
@@ -1116,15 +1144,7 @@ export class Cell implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cgroup) {
-      if (this.#processLimit !== undefined) {
-        this.#forksRefused = pidsMaxEvents(this.#pidsGroup ?? this.#cgroup);
-      }
-      if (this.#memoryLimit !== undefined) {
-        this.#oomKills = Math.max(
-          oomKills(this.#memoryGroup ?? this.#cgroup),
-          this.#killedPastLimit ? 1 : 0,
-        );
-      }
+      this.#readCounts();
       await killCgroup(this.#cgroup);
       // Empty now (its processes were the cgroup's): removed, as soon as the kernel lets.
       if (this.#pidsGroup) await killCgroup(this.#pidsGroup);
