@@ -52,6 +52,7 @@ import {
   enableMemory,
   enablePids,
   exists,
+  heldByOthers,
   homeOf,
   isBusy,
   killCgroup,
@@ -1291,6 +1292,12 @@ export class Sandbox {
   /** Why the commands' cgroups cannot limit their memory (no memory controller), when so. */
   #memoryNote: string | undefined;
   /**
+   * Set while the memory controller was refused only because other processes shared the agent's
+   * cgroup (the one that started a `--daemon`, which exits a moment later): tried again before
+   * each command (see {@link Sandbox.open}) until it is on or refused for another reason.
+   */
+  #memoryRetry = false;
+  /**
    * On a hybrid system: the agent's group in the cgroup v1 hierarchy of the memory controller and
    * its directory of command groups, where each command's `memory.limit_in_bytes` is.
    */
@@ -1471,8 +1478,10 @@ export class Sandbox {
       const v2 = whileMoving(home.own, () => enableMemory(home));
       if (v2 !== undefined) {
         const v1 = whileMoving(home.own, () => probeV1("memory", tag));
-        if (typeof v1 === "string") sandbox.#memoryNote = `${v2}; ${v1}`;
-        else sandbox.#memoryV1 = v1;
+        if (typeof v1 === "string") {
+          sandbox.#memoryNote = `${v2}; ${v1}`;
+          sandbox.#memoryRetry = v2.startsWith(heldByOthers(home.own));
+        } else sandbox.#memoryV1 = v1;
       }
     }
     return sandbox;
@@ -1696,7 +1705,12 @@ export class Sandbox {
       ? "; no limit on their memory (COMMAND_MAX_MEMORY is 0)"
       : this.#cgroupHome
       ? "; no limit on their memory (COMMAND_MAX_MEMORY needs the memory controller of " +
-        `cgroup v2, and ${this.#memoryNote})`
+        `cgroup v2, and ${this.#memoryNote}${
+          this.#memoryRetry
+            ? "; the agent tries again before each command, and logs when the other " +
+              "processes have ended and it is on"
+            : ""
+        })`
       : "; no limit on their memory (COMMAND_MAX_MEMORY needs a cgroup of their own)";
     const user = this.user;
     const unrunnable = user
@@ -1742,6 +1756,7 @@ export class Sandbox {
     let cgroup: string | undefined;
     const home = this.#cgroupHome;
     if (home) {
+      if (this.#memoryRetry) this.#retryMemory(home);
       // Not into another agent's command cgroup of this process (see whileMoving).
       if (!this.#watchdogTried) {
         this.#watchdogTried = true;
@@ -1784,6 +1799,44 @@ export class Sandbox {
         ? this.#v1GroupFor(this.#memoryV1, cgroup, "memory")
         : undefined,
     });
+  }
+
+  /**
+   * Tries again to turn the memory controller on (see {@link Sandbox.#memoryRetry}), the
+   * watchdog's processes moved with the agent; says once what came of it. Never fails the command: it runs without a
+   * memory limit as before.
+   */
+  #retryMemory(home: CgroupHome): void {
+    const watchdog = this.#watchdog?.child.pid;
+    let why: string | undefined;
+    try {
+      why = whileMoving(home.own, () => {
+        // The watchdog leads a session of its own, its `cat` in it.
+        const ours = watchdog === undefined
+          ? []
+          : readPids(home.own).filter((pid) => readStat(pid)?.session === watchdog);
+        return enableMemory(home, ours);
+      });
+    } catch (error) {
+      why = `it could not be tried again (${(error as Error).message})`;
+    }
+    if (why === undefined) {
+      this.#memoryRetry = false;
+      this.#memoryNote = undefined;
+      log.info(
+        "the other processes of the agent's cgroup have ended: commands may now use at most " +
+          "{limit} of memory each (COMMAND_MAX_MEMORY; the agent moved into {leaf})",
+        { limit: describeMemorySize(this.#maxMemory), leaf: homeOf(home.own) },
+      );
+    } else if (!why.startsWith(heldByOthers(home.own))) {
+      this.#memoryRetry = false;
+      this.#memoryNote = why;
+      log.warning(
+        "commands run without a memory limit: COMMAND_MAX_MEMORY needs the memory controller " +
+          "of cgroup v2, and {why}",
+        { why },
+      );
+    }
   }
 
   /**
