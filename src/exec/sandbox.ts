@@ -1294,9 +1294,10 @@ export class Sandbox {
   /**
    * Set while the memory controller was refused only because other processes shared the agent's
    * cgroup (the one that started a `--daemon`, which exits a moment later): tried again before
-   * each command (see {@link Sandbox.open}) until it is on or refused for another reason.
+   * each command (see {@link Sandbox.open}) until it is on or refused for another reason. Holds
+   * why cgroup v1 has no memory hierarchy for the agent either, for the note then.
    */
-  #memoryRetry = false;
+  #memoryRetry: string | undefined;
   /**
    * On a hybrid system: the agent's group in the cgroup v1 hierarchy of the memory controller and
    * its directory of command groups, where each command's `memory.limit_in_bytes` is.
@@ -1480,7 +1481,7 @@ export class Sandbox {
         const v1 = whileMoving(home.own, () => probeV1("memory", tag));
         if (typeof v1 === "string") {
           sandbox.#memoryNote = `${v2}; ${v1}`;
-          sandbox.#memoryRetry = v2.startsWith(heldByOthers(home.own));
+          if (v2.startsWith(heldByOthers(home.own))) sandbox.#memoryRetry = v1;
         } else sandbox.#memoryV1 = v1;
       }
     }
@@ -1706,7 +1707,7 @@ export class Sandbox {
       : this.#cgroupHome
       ? "; no limit on their memory (COMMAND_MAX_MEMORY needs the memory controller of " +
         `cgroup v2, and ${this.#memoryNote}${
-          this.#memoryRetry
+          this.#memoryRetry !== undefined
             ? "; the agent tries again before each command, and logs when the other " +
               "processes have ended and it is on"
             : ""
@@ -1756,7 +1757,7 @@ export class Sandbox {
     let cgroup: string | undefined;
     const home = this.#cgroupHome;
     if (home) {
-      if (this.#memoryRetry) this.#retryMemory(home);
+      if (this.#memoryRetry !== undefined) this.#retryMemory(home);
       // Not into another agent's command cgroup of this process (see whileMoving).
       if (!this.#watchdogTried) {
         this.#watchdogTried = true;
@@ -1820,17 +1821,18 @@ export class Sandbox {
     } catch (error) {
       why = `it could not be tried again (${(error as Error).message})`;
     }
+    const v1 = this.#memoryRetry;
     if (why === undefined) {
-      this.#memoryRetry = false;
+      this.#memoryRetry = undefined;
       this.#memoryNote = undefined;
       log.info(
         "the other processes of the agent's cgroup have ended: commands may now use at most " +
-          "{limit} of memory each (COMMAND_MAX_MEMORY; the agent moved into {leaf})",
-        { limit: describeMemorySize(this.#maxMemory), leaf: homeOf(home.own) },
+          "{limit} of memory each (COMMAND_MAX_MEMORY)",
+        { limit: describeMemorySize(this.#maxMemory), agentCgroup: homeOf(home.own) },
       );
     } else if (!why.startsWith(heldByOthers(home.own))) {
-      this.#memoryRetry = false;
-      this.#memoryNote = why;
+      this.#memoryRetry = undefined;
+      this.#memoryNote = `${why}; ${v1}`;
       log.warning(
         "commands run without a memory limit: COMMAND_MAX_MEMORY needs the memory controller " +
           "of cgroup v2, and {why}",
