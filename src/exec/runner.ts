@@ -24,6 +24,7 @@ import { type OnOutput, tapOutput } from "./tap.ts";
 import { type ExecPolicy, optionVariableReason, PolicyChecker } from "./policy.ts";
 import {
   type Cell,
+  type LimitCounts,
   type ProcessRecord,
   Sandbox,
   setsidExecFailure,
@@ -827,7 +828,7 @@ function callSafely(what: string, fn: () => void): void {
  * What the report says of a command whose forks failed at its cgroup's process limit
  * (`COMMAND_MAX_PROCESSES`): the program saw the failure (EAGAIN) and chose its exit status.
  */
-function forksRefusedNote(cell: Cell): string | undefined {
+function forksRefusedNote(cell: LimitCounts): string | undefined {
   const refused = cell.forksRefused;
   if (refused === 0 || cell.processLimit === undefined) return undefined;
   return `${refused} of its attempts to start a process or thread failed at its limit of ` +
@@ -839,7 +840,7 @@ function forksRefusedNote(cell: Cell): string | undefined {
  * cgroup's memory limit (`COMMAND_MAX_MEMORY`): by the kernel's OOM killer, which ends them with
  * SIGKILL, a signal that alone says nothing of why.
  */
-function outOfMemoryNote(cell: Cell): string | undefined {
+function outOfMemoryNote(cell: LimitCounts): string | undefined {
   const killed = cell.oomKills;
   if (killed === 0 || cell.memoryLimit === undefined) return undefined;
   return `out of memory: ${
@@ -850,13 +851,23 @@ function outOfMemoryNote(cell: Cell): string | undefined {
 }
 
 /**
- * A run's error with what its cgroup's limits did ({@link forksRefusedNote},
- * {@link outOfMemoryNote}) added; a command that succeeded all the same has no error to say it in.
+ * @internal What a command's cgroup's limits did, as its report says it
+ * ({@link forksRefusedNote}, {@link outOfMemoryNote}): none, one or both.
+ *
+ * @param counts A command's cell, or what a previous run's cgroup counted
+ *   ({@link Sandbox.leftoverCounts}).
+ * @returns The notes.
+ */
+export function limitNotes(counts: LimitCounts): string[] {
+  return [forksRefusedNote(counts), outOfMemoryNote(counts)].filter((note) => note !== undefined);
+}
+
+/**
+ * A run's error with what its cgroup's limits did ({@link limitNotes}) added; a command that
+ * succeeded all the same has no error to say it in.
  */
 function withLimitNotes(error: string | null, cell: Cell): string | null {
-  const notes = [forksRefusedNote(cell), outOfMemoryNote(cell)].filter((note) =>
-    note !== undefined
-  );
+  const notes = limitNotes(cell);
   return error && notes.length > 0 ? [error, ...notes].join("; ") : error;
 }
 

@@ -123,6 +123,21 @@ export interface ProcessRecord {
   boot_id?: string;
 }
 
+/**
+ * What a command's cgroup counted against its limits: {@link Cell} has them, and
+ * {@link Sandbox.leftoverCounts} reads them of a previous run's command.
+ */
+export interface LimitCounts {
+  /** Its process limit (`COMMAND_MAX_PROCESSES`), when its cgroup had one. */
+  readonly processLimit: number | undefined;
+  /** How many of its forks failed at that limit. */
+  readonly forksRefused: number;
+  /** Its memory limit in bytes (`COMMAND_MAX_MEMORY`), when its cgroup had one. */
+  readonly memoryLimit: number | undefined;
+  /** How many of its processes the OOM killer ended for going past that limit. */
+  readonly oomKills: number;
+}
+
 /** What {@link Sandbox.stopLeftover} found. */
 export type LeftoverOutcome =
   /** Processes were still running and have been killed. */
@@ -2062,6 +2077,36 @@ export class Sandbox {
     }
     sendSignal(strays, "SIGKILL", this.#route);
     return "stopped";
+  }
+
+  /**
+   * @internal What the cgroup of a command a previous run left (see {@link Sandbox.stopLeftover})
+   * counted against its limits, with the limits it had: read before that stops it, which removes
+   * the cgroup. On a hybrid system its groups of the same name in cgroup v1's hierarchies are
+   * read. Nothing for a record without a cgroup, or whose cgroup is not one of this agent's.
+   *
+   * @param record What identified the command's processes.
+   * @returns The counts.
+   */
+  leftoverCounts(record: ProcessRecord): LimitCounts {
+    const none = { processLimit: undefined, forksRefused: 0, memoryLimit: undefined, oomKills: 0 };
+    if (!record.cgroup || !this.#isCommandCgroup(record.cgroup)) return none;
+    const name = basename(record.cgroup);
+    const pids = this.#pidsV1 ? `${this.#pidsV1.base}/${name}` : record.cgroup;
+    const memory = this.#memoryV1 ? `${this.#memoryV1.base}/${name}` : record.cgroup;
+    const limit = (file: string, most: number) => {
+      const value = Number(readText(file)?.trim() ?? "max");
+      return Number.isSafeInteger(value) && value > 0 && value <= most ? value : undefined;
+    };
+    return {
+      processLimit: limit(`${pids}/pids.max`, MAX_PIDS_LIMIT),
+      forksRefused: pidsMaxEvents(pids),
+      memoryLimit: limit(
+        `${memory}/${this.#memoryV1 ? "memory.limit_in_bytes" : "memory.max"}`,
+        MAX_MEMORY_LIMIT,
+      ),
+      oomKills: oomKills(memory),
+    };
   }
 
   /** Whether `path` names a command cgroup this agent (its tag) makes: `…/status-<tag>/cmd-…`. */

@@ -301,3 +301,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a command left running by a crash is reported interrupted with what its limits did before",
+  ignore: !here || agentUid() !== 0,
+  fn: async () => {
+    using _logs = captureLogs();
+    // The agent died while the command ran, after the OOM killer had ended one of its processes:
+    // the interrupted report said nothing of it, though the command's cgroup still counted it.
+    const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
+    await using bin = await scripts();
+    Deno.chmodSync(bin.dir, 0o755);
+    const previous = Sandbox.create({ tag: Sandbox.tagOf(dir), maxMemory: 32 * 1024 ** 2 });
+    if (previous.memoryLimit === undefined) {
+      console.log(`leftover memory limit test skipped: ${previous.describe()}`);
+      await previous.close();
+      Deno.removeSync(dir, { recursive: true });
+      return;
+    }
+    // The limit is set a moment after the spawn: the script waits that moment out.
+    const hog = await bin.script(
+      "hog.sh",
+      "sleep 0.5; perl -e '$x = \"a\" x (256 * 1048576)'; echo ended $?; sleep 60",
+    );
+    const cell = await previous.open();
+    const child = cell.spawn(hog, { stdout: "piped", stderr: "null", stdin: "null" });
+    try {
+      const reader = child.stdout.getReader();
+      const said = new TextDecoder().decode((await reader.read()).value);
+      reader.releaseLock();
+      assert.equal(said, "ended 137\n");
+      {
+        using state = openAgentState({ dir });
+        state.journal.start({ id: "cmd-1", name: hog, attempt: 1 });
+        state.journal.spawned("cmd-1", cell.record()!);
+      }
+      await using stub = new StubDashboard();
+      await runUntilReports(dir, stub, 1, [hog]);
+      assert.equal(stub.reports[0].status, "interrupted");
+      assert.equal(
+        stub.reports[0].error,
+        "the agent stopped while the command was running; it killed what was left of the " +
+          "command (its watchdog at once, or the agent after its restart), which so did not " +
+          "finish, and did not run it again (at most once); out of memory: 1 of its processes " +
+          "was killed for going past its memory limit of 32M (COMMAND_MAX_MEMORY)",
+      );
+    } finally {
+      await child.stdout.cancel();
+      await child.status;
+      await cell.close();
+      await previous.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
