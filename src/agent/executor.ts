@@ -24,6 +24,7 @@ import {
 } from "../exec/mod.ts";
 import { unresolvablePrefixes } from "../exec/policy.ts";
 import { readableBy } from "../exec/sandbox.ts";
+import { limitNotes } from "../exec/runner.ts";
 import { everyoneMayReplace, userMayChange } from "../exec/env.ts";
 
 /** What the agent asks the executor to run. */
@@ -82,6 +83,15 @@ export interface Executor {
    * @returns What was found.
    */
   stopLeftover?(record: ProcessRecord): Promise<LeftoverOutcome>;
+  /**
+   * What the limits of a command of a previous run did (its forks refused at
+   * `COMMAND_MAX_PROCESSES`, its processes the OOM killer ended), as its report says them; asked
+   * before {@link Executor.stopLeftover}, which removes what counted them.
+   *
+   * @param record What identified its processes.
+   * @returns The notes, none when nothing was refused or killed.
+   */
+  leftoverNotes?(record: ProcessRecord): string[];
   /**
    * Stops whatever a previous run left in this executor's cgroups.
    *
@@ -226,6 +236,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       }
     },
     stopLeftover: (record) => runner.sandbox.stopLeftover(record),
+    leftoverNotes: (record) => limitNotes(runner.sandbox.leftoverCounts(record)),
     sweep: () => sandbox?.sweep() ?? Promise.resolve(0),
     close: () => sandbox?.close(),
     async run(request: ExecRequest): Promise<ExecOutcome> {

@@ -102,6 +102,15 @@ async function leftoverReport(
   // Also after a recorded exit: the first process had ended, but what it started may still run
   // (the agent died before it stopped the rest).
   let found: LeftoverOutcome | "unrecorded" = "unrecorded";
+  // What its limits did, read before the stop removes its cgroup: said as its report would have.
+  let notes: string[] = [];
+  if (entry.process && !entry.exit && executor.leftoverNotes) {
+    try {
+      notes = executor.leftoverNotes(entry.process);
+    } catch (error) {
+      log.warning("could not read what the command's limits did", { ...props, error });
+    }
+  }
   if (entry.process && executor.stopLeftover) {
     try {
       found = await executor.stopLeftover(entry.process);
@@ -142,5 +151,10 @@ async function leftoverReport(
     ...props,
     found,
   });
-  return { ...interruptedReport(entry, now()), error: LEFTOVER_ERRORS[found] };
+  // A cgroup of the boot before is gone: nothing read names that command.
+  if (found === "rebooted") notes = [];
+  return {
+    ...interruptedReport(entry, now()),
+    error: [LEFTOVER_ERRORS[found], ...notes].join("; "),
+  };
 }

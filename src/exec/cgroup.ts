@@ -358,8 +358,11 @@ export function enablePids(home: CgroupHome): string | undefined {
  * @returns Why it cannot be turned on (a clause: "it is not available in ..."), or `undefined`
  *   when it is on.
  */
-export function enableMemory(home: CgroupHome): string | undefined {
-  return enableDomain(home, "memory");
+export function enableMemory(
+  home: CgroupHome,
+  ours: readonly number[] = [],
+): string | undefined {
+  return enableDomain(home, "memory", ours);
 }
 
 /**
@@ -368,17 +371,26 @@ export function enableMemory(home: CgroupHome): string | undefined {
  *
  * @param home Where the command cgroups live.
  * @param name The controller.
+ * @param ours The agent's own processes beside it in its cgroup (its watchdog, started there
+ *   before the controller could be turned on): moved into the leaf with it, not counted as others.
  * @returns Why it cannot be turned on, or `undefined` when it is on.
  */
-export function enableDomain(home: CgroupHome, name: string): string | undefined {
+export function enableDomain(
+  home: CgroupHome,
+  name: string,
+  ours: readonly number[] = [],
+): string | undefined {
   const why = enableController(home, name);
   if (why !== busyIn(home.own)) return why;
-  const others = readPids(home.own).filter((pid) => pid !== Deno.pid);
+  const present = readPids(home.own);
+  const others = present.filter((pid) => pid !== Deno.pid && !ours.includes(pid));
   if (others.length > 0) {
-    return `it cannot be turned on in ${home.own}, which holds other processes than the agent ` +
-      `(${others.slice(0, 5).join(", ")}${others.length > 5 ? ", ..." : ""}): cgroup v2 passes ` +
-      "it down only from a cgroup that holds no processes; run the agent in a cgroup of its own";
+    return `${heldByOthers(home.own)} (${others.slice(0, 5).join(", ")}${
+      others.length > 5 ? ", ..." : ""
+    }): cgroup v2 passes it down only from a cgroup that holds no processes; run the agent in a ` +
+      "cgroup of its own";
   }
+  const moving = [Deno.pid, ...ours.filter((pid) => present.includes(pid))];
   const leaf = `${home.own}/${LEAF_NAME}`;
   try {
     try {
@@ -386,8 +398,9 @@ export function enableDomain(home: CgroupHome, name: string): string | undefined
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     }
-    writeText(`${leaf}/cgroup.procs`, String(Deno.pid));
+    for (const pid of moving) writeText(`${leaf}/cgroup.procs`, String(pid));
   } catch (error) {
+    backInto(home.own, moving);
     return `it cannot be turned on in ${home.own}, which holds the agent, and the agent cannot ` +
       `move into ${leaf} (${(error as Error).message})`;
   }
@@ -395,13 +408,38 @@ export function enableDomain(home: CgroupHome, name: string): string | undefined
   const again = enableController(home, name);
   if (again === undefined) return undefined;
   // Back where it was: nothing changed.
-  try {
-    writeText(`${home.own}/cgroup.procs`, String(Deno.pid));
-    leaves.delete(home.own);
-  } catch {
-    // It stays in the leaf, where it moves back to after each spawn.
-  }
+  if (backInto(home.own, moving)) leaves.delete(home.own);
+  // Else it stays in the leaf, where it moves back to after each spawn.
   return again;
+}
+
+/**
+ * Moves `pids` into the cgroup `dir`, as many as it can (one that has ended is no loss).
+ *
+ * @returns Whether this process is there.
+ */
+function backInto(dir: string, pids: readonly number[]): boolean {
+  let self = false;
+  for (const pid of pids) {
+    try {
+      writeText(`${dir}/cgroup.procs`, String(pid));
+      if (pid === Deno.pid) self = true;
+    } catch {
+      // best effort
+    }
+  }
+  return self;
+}
+
+/**
+ * The start of what {@link enableDomain} says when other processes than the agent's share its own
+ * cgroup: they may end (the process that started a `--daemon`), and a later try succeed.
+ *
+ * @param own The own cgroup's directory.
+ * @returns The clause.
+ */
+export function heldByOthers(own: string): string {
+  return `it cannot be turned on in ${own}, which holds other processes than the agent`;
 }
 
 /**

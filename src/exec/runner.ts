@@ -24,6 +24,7 @@ import { type OnOutput, tapOutput } from "./tap.ts";
 import { type ExecPolicy, optionVariableReason, PolicyChecker } from "./policy.ts";
 import {
   type Cell,
+  type LimitCounts,
   type ProcessRecord,
   Sandbox,
   setsidExecFailure,
@@ -827,7 +828,7 @@ function callSafely(what: string, fn: () => void): void {
  * What the report says of a command whose forks failed at its cgroup's process limit
  * (`COMMAND_MAX_PROCESSES`): the program saw the failure (EAGAIN) and chose its exit status.
  */
-function forksRefusedNote(cell: Cell): string | undefined {
+function forksRefusedNote(cell: LimitCounts): string | undefined {
   const refused = cell.forksRefused;
   if (refused === 0 || cell.processLimit === undefined) return undefined;
   return `${refused} of its attempts to start a process or thread failed at its limit of ` +
@@ -839,7 +840,7 @@ function forksRefusedNote(cell: Cell): string | undefined {
  * cgroup's memory limit (`COMMAND_MAX_MEMORY`): by the kernel's OOM killer, which ends them with
  * SIGKILL, a signal that alone says nothing of why.
  */
-function outOfMemoryNote(cell: Cell): string | undefined {
+function outOfMemoryNote(cell: LimitCounts): string | undefined {
   const killed = cell.oomKills;
   if (killed === 0 || cell.memoryLimit === undefined) return undefined;
   return `out of memory: ${
@@ -847,6 +848,27 @@ function outOfMemoryNote(cell: Cell): string | undefined {
   } killed for going past its memory limit of ${
     describeMemorySize(cell.memoryLimit)
   } (COMMAND_MAX_MEMORY)`;
+}
+
+/**
+ * @internal What a command's cgroup's limits did, as its report says it
+ * ({@link forksRefusedNote}, {@link outOfMemoryNote}): none, one or both.
+ *
+ * @param counts A command's cell, or what a previous run's cgroup counted
+ *   ({@link Sandbox.leftoverCounts}).
+ * @returns The notes.
+ */
+export function limitNotes(counts: LimitCounts): string[] {
+  return [forksRefusedNote(counts), outOfMemoryNote(counts)].filter((note) => note !== undefined);
+}
+
+/**
+ * A run's error with what its cgroup's limits did ({@link limitNotes}) added; a command that
+ * succeeded all the same has no error to say it in.
+ */
+function withLimitNotes(error: string | null, cell: Cell): string | null {
+  const notes = limitNotes(cell);
+  return error && notes.length > 0 ? [error, ...notes].join("; ") : error;
 }
 
 /** How a process ended, in words: "it ended by SIGTERM" or "it exited with code 0". */
@@ -1026,13 +1048,16 @@ async function supervise(
     );
     const early = outcome;
     await context.spawned;
+    // Its cgroup's counts of what its limits refused, read before the cgroup is removed: the
+    // recorded exit says them as the report will (a crash before the report reports it).
+    cell.readCounts();
     callSafely("onExit", () =>
       command.onExit?.({
         status: early.status,
         exit_code: exitCode,
         signal,
         duration_secs: roundSecs(durationMs),
-        error: early.error,
+        error: withLimitNotes(early.error, cell),
         started_at: context.started_at,
         completed_at: new Date(clock.now()).toISOString(),
       }));
@@ -1075,9 +1100,7 @@ async function supervise(
   if (memoryNote) {
     log.warning("the command reached its memory limit: {note}", { ...logProps, note: memoryNote });
   }
-  // A command that succeeded all the same has no error to say it in.
-  const notes = [limitNote, memoryNote].filter((note) => note !== undefined);
-  const error = ended && notes.length > 0 ? [ended, ...notes].join("; ") : ended;
+  const error = withLimitNotes(ended, cell);
 
   const result: ExecResult = {
     status: resultStatus,

@@ -52,6 +52,7 @@ import {
   enableMemory,
   enablePids,
   exists,
+  heldByOthers,
   homeOf,
   isBusy,
   killCgroup,
@@ -120,6 +121,21 @@ export interface ProcessRecord {
    * reboot its pid and start time name nothing of the command.
    */
   boot_id?: string;
+}
+
+/**
+ * What a command's cgroup counted against its limits: {@link Cell} has them, and
+ * {@link Sandbox.leftoverCounts} reads them of a previous run's command.
+ */
+export interface LimitCounts {
+  /** Its process limit (`COMMAND_MAX_PROCESSES`), when its cgroup had one. */
+  readonly processLimit: number | undefined;
+  /** How many of its forks failed at that limit. */
+  readonly forksRefused: number;
+  /** Its memory limit in bytes (`COMMAND_MAX_MEMORY`), when its cgroup had one. */
+  readonly memoryLimit: number | undefined;
+  /** How many of its processes the OOM killer ended for going past that limit. */
+  readonly oomKills: number;
 }
 
 /** What {@link Sandbox.stopLeftover} found. */
@@ -694,7 +710,7 @@ export class Cell implements AsyncDisposable {
 
   /**
    * How many of the command's forks failed at {@link Cell.processLimit} (its cgroup's
-   * `pids.events`), read when it is stopped; 0 before.
+   * `pids.events`), read by {@link Cell.readCounts} and when it is stopped; 0 before.
    */
   get forksRefused(): number {
     return this.#forksRefused;
@@ -708,10 +724,38 @@ export class Cell implements AsyncDisposable {
   /**
    * How many of the command's processes were killed for going past {@link Cell.memoryLimit} (the
    * kernel's OOM killer, as its cgroup's `memory.events` or `memory.oom_control` count them), read
-   * when it is stopped; 0 before.
+   * by {@link Cell.readCounts} and when it is stopped; 0 before.
    */
   get oomKills(): number {
     return this.#oomKills;
+  }
+
+  /**
+   * Reads what the command's cgroup counted against its limits so far ({@link Cell.forksRefused},
+   * {@link Cell.oomKills}): the runner does so the moment the first process exited, for the exit
+   * it has recorded (`onExit`) to say them as the report will; {@link Cell.stop} reads them once
+   * more, for what the rest of the command did after. Nothing once stopped (the cgroup is gone).
+   */
+  readCounts(): void {
+    if (!this.#closed) this.#readCounts();
+  }
+
+  #readCounts(): void {
+    if (!this.#cgroup) return;
+    // The counters only grow: a later read never lowers what an earlier one said.
+    if (this.#processLimit !== undefined) {
+      this.#forksRefused = Math.max(
+        this.#forksRefused,
+        pidsMaxEvents(this.#pidsGroup ?? this.#cgroup),
+      );
+    }
+    if (this.#memoryLimit !== undefined) {
+      this.#oomKills = Math.max(
+        this.#oomKills,
+        oomKills(this.#memoryGroup ?? this.#cgroup),
+        this.#killedPastLimit ? 1 : 0,
+      );
+    }
   }
 
   /**
@@ -1122,15 +1166,7 @@ export class Cell implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cgroup) {
-      if (this.#processLimit !== undefined) {
-        this.#forksRefused = pidsMaxEvents(this.#pidsGroup ?? this.#cgroup);
-      }
-      if (this.#memoryLimit !== undefined) {
-        this.#oomKills = Math.max(
-          oomKills(this.#memoryGroup ?? this.#cgroup),
-          this.#killedPastLimit ? 1 : 0,
-        );
-      }
+      this.#readCounts();
       await killCgroup(this.#cgroup);
       // Empty now (its processes were the cgroup's): removed, as soon as the kernel lets.
       if (this.#pidsGroup) await killCgroup(this.#pidsGroup);
@@ -1278,6 +1314,13 @@ export class Sandbox {
   #maxMemory = DEFAULT_COMMAND_MAX_MEMORY;
   /** Why the commands' cgroups cannot limit their memory (no memory controller), when so. */
   #memoryNote: string | undefined;
+  /**
+   * Set while the memory controller was refused only because other processes shared the agent's
+   * cgroup (the one that started a `--daemon`, which exits a moment later): tried again before
+   * each command (see {@link Sandbox.open}) until it is on or refused for another reason. Holds
+   * why cgroup v1 has no memory hierarchy for the agent either, for the note then.
+   */
+  #memoryRetry: string | undefined;
   /**
    * On a hybrid system: the agent's group in the cgroup v1 hierarchy of the memory controller and
    * its directory of command groups, where each command's `memory.limit_in_bytes` is.
@@ -1459,8 +1502,10 @@ export class Sandbox {
       const v2 = whileMoving(home.own, () => enableMemory(home));
       if (v2 !== undefined) {
         const v1 = whileMoving(home.own, () => probeV1("memory", tag));
-        if (typeof v1 === "string") sandbox.#memoryNote = `${v2}; ${v1}`;
-        else sandbox.#memoryV1 = v1;
+        if (typeof v1 === "string") {
+          sandbox.#memoryNote = `${v2}; ${v1}`;
+          if (v2.startsWith(heldByOthers(home.own))) sandbox.#memoryRetry = v1;
+        } else sandbox.#memoryV1 = v1;
       }
     }
     return sandbox;
@@ -1687,7 +1732,12 @@ export class Sandbox {
       ? "; no limit on their memory (COMMAND_MAX_MEMORY is 0)"
       : this.#cgroupHome
       ? "; no limit on their memory (COMMAND_MAX_MEMORY needs the memory controller of " +
-        `cgroup v2, and ${this.#memoryNote})`
+        `cgroup v2, and ${this.#memoryNote}${
+          this.#memoryRetry !== undefined
+            ? "; the agent tries again before each command, and logs when the other " +
+              "processes have ended and it is on"
+            : ""
+        })`
       : "; no limit on their memory (COMMAND_MAX_MEMORY needs a cgroup of their own)";
     const user = this.user;
     const unrunnable = user
@@ -1733,6 +1783,7 @@ export class Sandbox {
     let cgroup: string | undefined;
     const home = this.#cgroupHome;
     if (home) {
+      if (this.#memoryRetry !== undefined) this.#retryMemory(home);
       // Not into another agent's command cgroup of this process (see whileMoving).
       if (!this.#watchdogTried) {
         this.#watchdogTried = true;
@@ -1775,6 +1826,45 @@ export class Sandbox {
         ? this.#v1GroupFor(this.#memoryV1, cgroup, "memory")
         : undefined,
     });
+  }
+
+  /**
+   * Tries again to turn the memory controller on (see {@link Sandbox.#memoryRetry}), the
+   * watchdog's processes moved with the agent; says once what came of it. Never fails the command: it runs without a
+   * memory limit as before.
+   */
+  #retryMemory(home: CgroupHome): void {
+    const watchdog = this.#watchdog?.child.pid;
+    let why: string | undefined;
+    try {
+      why = whileMoving(home.own, () => {
+        // The watchdog leads a session of its own, its `cat` in it.
+        const ours = watchdog === undefined
+          ? []
+          : readPids(home.own).filter((pid) => readStat(pid)?.session === watchdog);
+        return enableMemory(home, ours);
+      });
+    } catch (error) {
+      why = `it could not be tried again (${(error as Error).message})`;
+    }
+    const v1 = this.#memoryRetry;
+    if (why === undefined) {
+      this.#memoryRetry = undefined;
+      this.#memoryNote = undefined;
+      log.info(
+        "the other processes of the agent's cgroup have ended: commands may now use at most " +
+          "{limit} of memory each (COMMAND_MAX_MEMORY)",
+        { limit: describeMemorySize(this.#maxMemory), agentCgroup: homeOf(home.own) },
+      );
+    } else if (!why.startsWith(heldByOthers(home.own))) {
+      this.#memoryRetry = undefined;
+      this.#memoryNote = `${why}; ${v1}`;
+      log.warning(
+        "commands run without a memory limit: COMMAND_MAX_MEMORY needs the memory controller " +
+          "of cgroup v2, and {why}",
+        { why },
+      );
+    }
   }
 
   /**
@@ -2000,6 +2090,36 @@ export class Sandbox {
     }
     sendSignal(strays, "SIGKILL", this.#route);
     return "stopped";
+  }
+
+  /**
+   * @internal What the cgroup of a command a previous run left (see {@link Sandbox.stopLeftover})
+   * counted against its limits, with the limits it had: read before that stops it, which removes
+   * the cgroup. On a hybrid system its groups of the same name in cgroup v1's hierarchies are
+   * read. Nothing for a record without a cgroup, or whose cgroup is not one of this agent's.
+   *
+   * @param record What identified the command's processes.
+   * @returns The counts.
+   */
+  leftoverCounts(record: ProcessRecord): LimitCounts {
+    const none = { processLimit: undefined, forksRefused: 0, memoryLimit: undefined, oomKills: 0 };
+    if (!record.cgroup || !this.#isCommandCgroup(record.cgroup)) return none;
+    const name = basename(record.cgroup);
+    const pids = this.#pidsV1 ? `${this.#pidsV1.base}/${name}` : record.cgroup;
+    const memory = this.#memoryV1 ? `${this.#memoryV1.base}/${name}` : record.cgroup;
+    const limit = (file: string, most: number) => {
+      const value = Number(readText(file)?.trim() ?? "max");
+      return Number.isSafeInteger(value) && value > 0 && value <= most ? value : undefined;
+    };
+    return {
+      processLimit: limit(`${pids}/pids.max`, MAX_PIDS_LIMIT),
+      forksRefused: pidsMaxEvents(pids),
+      memoryLimit: limit(
+        `${memory}/${this.#memoryV1 ? "memory.limit_in_bytes" : "memory.max"}`,
+        MAX_MEMORY_LIMIT,
+      ),
+      oomKills: oomKills(memory),
+    };
   }
 
   /** Whether `path` names a command cgroup this agent (its tag) makes: `…/status-<tag>/cmd-…`. */

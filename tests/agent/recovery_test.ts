@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { type AgentState, createExecutor, openAgentState, runAgent } from "../../src/agent/mod.ts";
-import { agentUid, type ExitRecord, Sandbox } from "../../src/exec/mod.ts";
+import { agentUid, type ExitRecord, runCommand, Sandbox } from "../../src/exec/mod.ts";
 import { StubDashboard } from "../_stub_dashboard.ts";
 import { captureLogs } from "./_helpers.ts";
-import { runsHereOrUnderAllowAll, survivors } from "../exec/helpers.ts";
+import { runsHereOrUnderAllowAll, scripts, survivors } from "../exec/helpers.ts";
 import { processStartTicks } from "../../src/exec/sandbox.ts";
 import type { ProcessRecord } from "../../src/exec/mod.ts";
 import type { Executor } from "../../src/agent/executor.ts";
@@ -227,6 +227,130 @@ Deno.test({
     } finally {
       other.kill("SIGKILL");
       await other.status;
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "an exit recorded before a crash says what the command's limits did, as its report would have",
+  ignore: !here || agentUid() !== 0,
+  fn: async (t) => {
+    using _logs = captureLogs();
+    // The exit was journaled before the cgroup's counters were read (at its stop): recovered
+    // after a restart, a command the OOM killer ended was only "terminated by signal SIGKILL",
+    // and one whose forks failed at COMMAND_MAX_PROCESSES only "exited with code 2".
+    await using bin = await scripts();
+    // Commands run as the command user (nobody): the scripts must be reachable to it.
+    Deno.chmodSync(bin.dir, 0o755);
+    const sandbox = Sandbox.create({
+      tag: `test-${crypto.randomUUID().slice(0, 8)}`,
+      maxMemory: 32 * 1024 ** 2,
+      maxProcesses: 10,
+    });
+    /** Runs `line` as the agent does, recording its exit, then recovers it as a restart would. */
+    const runAndRecover = async (line: string, program: string) => {
+      using state = openAgentState({ canUse: () => false });
+      state.journal.start({ id: "cmd-1", name: line, attempt: 1 });
+      const result = await runCommand(line, {
+        policy: bin.policy(program),
+        sandbox,
+        onExit: (exit) => state.journal.exited("cmd-1", exit),
+      });
+      const executor: Executor = {
+        run: () => Promise.reject(new Error("nothing runs during recovery")),
+      };
+      await recover(state, executor, () => 0);
+      return { result, recovered: state.outbox.get("cmd-1") };
+    };
+    const lost = "its output was lost: the agent stopped before recording it";
+    try {
+      await t.step("out of memory (COMMAND_MAX_MEMORY)", async () => {
+        if (sandbox.memoryLimit === undefined) {
+          console.log(`memory limit step skipped: ${sandbox.describe()}`);
+          return;
+        }
+        const hog = await bin.script(
+          "hog.sh",
+          `exec perl -e '$x = "a" x (256 * 1048576); print length($x)'`,
+        );
+        const { result, recovered } = await runAndRecover(hog, hog);
+        assert.match(result.error ?? "", /; out of memory: 1 of its processes was killed/);
+        assert.equal(recovered?.status, result.status);
+        assert.equal(recovered?.error, `${result.error}; ${lost}`);
+      });
+      await t.step("forks refused (COMMAND_MAX_PROCESSES)", async () => {
+        if (sandbox.processLimit === undefined) {
+          console.log(`process limit step skipped: ${sandbox.describe()}`);
+          return;
+        }
+        // The limit is set a moment after the spawn: the script waits that moment out.
+        const bomb = await bin.script(
+          "bomb.sh",
+          "sleep 0.5; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do " +
+            "sleep 60 & done; wait",
+        );
+        const { result, recovered } = await runAndRecover(bomb, bomb);
+        assert.match(result.error ?? "", /failed at its limit of 10 \(COMMAND_MAX_PROCESSES\)$/);
+        assert.equal(recovered?.status, result.status);
+        assert.equal(recovered?.error, `${result.error}; ${lost}`);
+      });
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a command left running by a crash is reported interrupted with what its limits did before",
+  ignore: !here || agentUid() !== 0,
+  fn: async () => {
+    using _logs = captureLogs();
+    // The agent died while the command ran, after the OOM killer had ended one of its processes:
+    // the interrupted report said nothing of it, though the command's cgroup still counted it.
+    const dir = Deno.makeTempDirSync({ prefix: "status-recovery-" });
+    await using bin = await scripts();
+    Deno.chmodSync(bin.dir, 0o755);
+    const previous = Sandbox.create({ tag: Sandbox.tagOf(dir), maxMemory: 32 * 1024 ** 2 });
+    if (previous.memoryLimit === undefined) {
+      console.log(`leftover memory limit test skipped: ${previous.describe()}`);
+      await previous.close();
+      Deno.removeSync(dir, { recursive: true });
+      return;
+    }
+    // The limit is set a moment after the spawn: the script waits that moment out.
+    const hog = await bin.script(
+      "hog.sh",
+      "sleep 0.5; perl -e '$x = \"a\" x (256 * 1048576)'; echo ended $?; sleep 60",
+    );
+    const cell = await previous.open();
+    const child = cell.spawn(hog, { stdout: "piped", stderr: "null", stdin: "null" });
+    try {
+      const reader = child.stdout.getReader();
+      const said = new TextDecoder().decode((await reader.read()).value);
+      reader.releaseLock();
+      assert.equal(said, "ended 137\n");
+      {
+        using state = openAgentState({ dir });
+        state.journal.start({ id: "cmd-1", name: hog, attempt: 1 });
+        state.journal.spawned("cmd-1", cell.record()!);
+      }
+      await using stub = new StubDashboard();
+      await runUntilReports(dir, stub, 1, [hog]);
+      assert.equal(stub.reports[0].status, "interrupted");
+      assert.equal(
+        stub.reports[0].error,
+        "the agent stopped while the command was running; it killed what was left of the " +
+          "command (its watchdog at once, or the agent after its restart), which so did not " +
+          "finish, and did not run it again (at most once); out of memory: 1 of its processes " +
+          "was killed for going past its memory limit of 32M (COMMAND_MAX_MEMORY)",
+      );
+    } finally {
+      await child.stdout.cancel();
+      await child.status;
+      await cell.close();
+      await previous.close();
       Deno.removeSync(dir, { recursive: true });
     }
   },

@@ -45,6 +45,7 @@ import { DEFAULT_CHILD_PATH } from "../../src/exec/env.ts";
 import { cgroupsOfRuns } from "./_cgroup_runs.ts";
 import { alive, runOnFakeClock, runsHereOrUnderAllowAll, survivors } from "./helpers.ts";
 import { createExecutor } from "../../src/agent/executor.ts";
+import { captureLogs } from "../agent/_helpers.ts";
 
 const here = runsHereOrUnderAllowAll(import.meta.filename!);
 const isRoot = agentUid() === 0;
@@ -1577,10 +1578,109 @@ Deno.test({
           removeCgroups(fresh);
         }
       });
+      await t.step("its own watchdog beside it moves into the leaf with it", async () => {
+        // A watchdog started while others shared the cgroup (a --daemon's parent) stayed there:
+        // counted as another process, it kept the controller off once they had ended.
+        const fresh = `${own}/status-nip-${crypto.randomUUID().slice(0, 8)}`;
+        const freshHome = { own: fresh, base: `${fresh}/status-t4` };
+        Deno.mkdirSync(freshHome.base, { recursive: true });
+        let watchdog: Deno.ChildProcess | undefined;
+        try {
+          writeText(`${fresh}/cgroup.procs`, String(Deno.pid));
+          watchdog = new Deno.Command("sleep", { args: ["60"] }).spawn();
+          assert.match(
+            String(enableDomain(freshHome, "hugetlb")),
+            /other processes than the agent/,
+          );
+          assert.equal(enableDomain(freshHome, "hugetlb", [watchdog.pid]), undefined);
+          const leaf = `${fresh}/status.agent`;
+          assert.equal(homeOf(fresh), leaf);
+          assert.deepEqual(readProcs(fresh), []);
+          assert.deepEqual(readProcs(leaf).sort(), [Deno.pid, watchdog.pid].sort());
+        } finally {
+          writeText(`${own}/cgroup.procs`, String(Deno.pid));
+          watchdog?.kill("SIGKILL");
+          await watchdog?.status;
+          removeCgroups(fresh);
+        }
+      });
     } finally {
       writeText(`${own}/cgroup.procs`, String(Deno.pid));
       removeCgroups(test);
       if (!passed) writeText(`${own}/cgroup.subtree_control`, "-hugetlb");
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a memory controller refused for processes that have since ended (a --daemon's parent) is turned on before a later command",
+  ignore,
+  fn: async () => {
+    // The daemon's agent probed while its parent was still in its cgroup: it found "other
+    // processes", and its commands ran with no memory limit for good. Needs the memory
+    // controller in cgroup v2 (not here: cgroup v1 holds it).
+    const mount = cgroup2Mount(Deno.readTextFileSync("/proc/self/mountinfo"));
+    const path = ownCgroupPath(Deno.readTextFileSync("/proc/self/cgroup"));
+    if (!mount || !path) return;
+    const own = `${mount}${ownCgroupOf(path) === "/" ? "" : ownCgroupOf(path)}`;
+    const controllers = Deno.readTextFileSync(`${own}/cgroup.controllers`).split(/\s+/);
+    if (!controllers.includes("memory")) {
+      console.log("memory controller retry test skipped: no memory controller in cgroup v2");
+      return;
+    }
+    using logs = captureLogs();
+    const passed = Deno.readTextFileSync(`${own}/cgroup.subtree_control`).split(/\s+/)
+      .includes("memory");
+    if (!passed) writeText(`${own}/cgroup.subtree_control`, "+memory");
+    const test = `${own}/status-daemon-${crypto.randomUUID().slice(0, 8)}`;
+    Deno.mkdirSync(test);
+    let parent: Deno.ChildProcess | undefined;
+    let sandbox: Sandbox | undefined;
+    try {
+      writeText(`${test}/cgroup.procs`, String(Deno.pid));
+      parent = new Deno.Command("sleep", { args: ["60"] }).spawn();
+      sandbox = Sandbox.create({ tag: `test-${crypto.randomUUID().slice(0, 8)}` });
+      assert.equal(sandbox.memoryLimit, undefined);
+      assert.match(
+        sandbox.describe(),
+        new RegExp(
+          `which holds other processes than the agent \\(${parent.pid}\\).*; the agent tries ` +
+            "again before each command, and logs when the other processes have ended and it is on\\)",
+        ),
+      );
+      // A command while the parent is still there runs as before, without a limit (its
+      // watchdog starts in the agent's cgroup).
+      const first = await sandbox.open();
+      await first.close();
+      assert.equal(sandbox.memoryLimit, undefined);
+      parent.kill("SIGKILL");
+      await parent.status;
+      const next = await sandbox.open();
+      try {
+        assert.equal(sandbox.memoryLimit, 2 * 1024 ** 3);
+        assert.ok(Deno.statSync(`${next.cgroup}/memory.max`).isFile);
+        assert.deepEqual(readProcs(test), []);
+        assert.ok(readProcs(`${test}/status.agent`).includes(Deno.pid));
+        assert.ok(logs.has(/the other processes of the agent's cgroup have ended/));
+        assert.match(
+          sandbox.describe(),
+          /; at most 2G of memory each \(memory\.max; the agent moved/,
+        );
+      } finally {
+        await next.close();
+      }
+    } finally {
+      try {
+        parent?.kill("SIGKILL");
+      } catch {
+        // ended
+      }
+      await parent?.status;
+      await sandbox?.close();
+      writeText(`${own}/cgroup.procs`, String(Deno.pid));
+      removeCgroups(test);
+      if (!passed) writeText(`${own}/cgroup.subtree_control`, "-memory");
     }
   },
 });
