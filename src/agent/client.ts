@@ -237,6 +237,13 @@ interface FailureOptions {
    * dashboard's "no route for" (else it is a `server` failure, tried again).
    */
   notFoundIsVerdict?: "json";
+  /**
+   * `"json"`: any other `4xx` but a `413` is a refusal only with the protocol's JSON error body
+   * (else it is a `server` failure, tried again): the dashboard says why it refuses a report, a
+   * server answering in its place (a static site's `405 Not Allowed` at a wrong `DASHBOARD_URL`, a
+   * proxy's `400` page) does not.
+   */
+  refusalIsVerdict?: "json";
 }
 
 /**
@@ -756,11 +763,13 @@ export class DashboardClient {
    *   when the dashboard says so in its JSON error body (an unknown command); one without it (a
    *   proxy's page while the dashboard is redeployed), or its "no route for" (a wrong path
    *   prefix), is no word on the report: `server`, so that the report is kept; so is a `2xx`
-   *   that is not the dashboard's (an HTML page in its place: {@link notTheDashboards}).
+   *   that is not the dashboard's (an HTML page in its place: {@link notTheDashboards}), and any
+   *   other `4xx` but a `413` without that body (a static site's `405 Not Allowed`).
    */
   async report(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
     return await this.#post(PATHS.report, report, signal, {
       notFoundIsVerdict: "json",
+      refusalIsVerdict: "json",
       took: "accepted",
       commandId: report.command_id,
     });
@@ -986,6 +995,14 @@ export class DashboardClient {
       !isVerdict404({ message, jsonError })
     ) {
       return { kind: "server", status, message: notItsWord(jsonError, message) };
+    }
+    if (options.refusalIsVerdict === "json" && !jsonError && status !== 413) {
+      return {
+        kind: "server",
+        status,
+        message: `${status} without the dashboard's word on the request (not its JSON error ` +
+          `body: another server's or a proxy's page in its place?): ${message}`,
+      };
     }
     return replayedOnTheWay(status, { message, jsonError }) ?? { kind: "refused", status, message };
   }

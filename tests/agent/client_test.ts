@@ -705,3 +705,44 @@ Deno.test("a report a firewall answers with its page is kept, and the reports af
   assert.deepEqual(sent, ["cmd-1", "cmd-2"]);
   assert.deepEqual(state.outbox.pending().map((r) => r.command_id), ["cmd-1"]);
 });
+
+Deno.test("a report's 4xx is a refusal only with the dashboard's JSON error body; a 413 is read as before", async (t) => {
+  // A static site at a wrong DASHBOARD_URL answers a POST "405 Not Allowed", a proxy its own
+  // "400 Bad Request" page: each dropped the result for good, as the dashboard's refusal would.
+  const report: ReportRequest = { command_id: "cmd-1", status: "success" };
+  const nginx405 = "<html><head><title>405 Not Allowed</title></head><body>nginx</body></html>";
+  for (
+    const [what, answer] of [
+      [
+        "a static site's 405",
+        () => new Response(nginx405, { status: 405, headers: { "Content-Type": "text/html" } }),
+      ],
+      ["a proxy's plain 400", () => new Response("Bad Request", { status: 400 })],
+      ["an empty 410", () => new Response(null, { status: 410 })],
+    ] as const
+  ) {
+    await t.step(`${what}: kept to be sent again`, async () => {
+      const outcome = await clientAnswering(answer).report(report, signal);
+      assert.equal(outcome.kind, "server", JSON.stringify(outcome));
+      assert.match(
+        (outcome as { message: string }).message,
+        /^4\d\d without the dashboard's word on the request \(not its JSON error body/,
+      );
+    });
+  }
+  await t.step("the dashboard's own refusals, and a 413 of any body, are refusals", async () => {
+    for (
+      const answer of [
+        () =>
+          Response.json({ error: "attempt 3 of command cmd-1 was never delivered" }, {
+            status: 409,
+          }),
+        () => Response.json({ error: 'field "status": must be one of ...' }, { status: 400 }),
+        () => new Response("<html>413 Request Entity Too Large</html>", { status: 413 }),
+      ]
+    ) {
+      const outcome = await clientAnswering(answer).report(report, signal);
+      assert.equal(outcome.kind, "refused", JSON.stringify(outcome));
+    }
+  });
+});

@@ -519,6 +519,33 @@ Deno.test("a report answered 200 by a page in the dashboard's place is kept, tol
   assert.ok(told.length <= 2, `told ${told.length} times`);
 });
 
+Deno.test("a report answered 405 by a static site in the dashboard's place is kept and sent again", async () => {
+  // A 4xx without the dashboard's JSON error body (nginx serving files at a wrong DASHBOARD_URL
+  // answers a POST "405 Not Allowed") dropped the result for good.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let answered = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "report" && answered < 2) {
+      answered++;
+      return new Response("<html><head><title>405 Not Allowed</title></head></html>", {
+        status: 405,
+        headers: { "Content-Type": "text/html" },
+      });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, { clock, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await advanceUntil(clock, () => stub.reports.length === 1, 500, "the accepted report");
+  await advanceUntil(clock, () => agent.state.outbox.size === 0, 500, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 3);
+  assert.equal(agent.executor.runs.length, 1);
+  assert.ok(!logs.has(/refused the report for good/));
+  assert.ok(logs.has(/result not accepted yet/));
+});
+
 Deno.test("a report refused as too large (413: a proxy's body limit) is sent again without its output", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();
