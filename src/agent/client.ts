@@ -167,7 +167,10 @@ export type AckOutcome =
    * JSON) is a `server` failure, tried again.
    */
   | { kind: "unsupported"; message: string }
-  /** `409`: the delivered attempt is no longer current; the command will be delivered again. */
+  /**
+   * `409` (not the dashboard's replay refusal): the delivered attempt is no longer current; the
+   * command will be delivered again.
+   */
   | { kind: "stale"; message: string }
   | RequestFailure;
 
@@ -663,7 +666,8 @@ export class DashboardClient {
    * @param attempt The delivered attempt.
    * @param signal Aborts the request.
    * @returns Acked, unsupported (404 with the dashboard's JSON error body), stale (409) or a
-   *   classified failure (a `404` without that body, or its "no route for": `server`).
+   *   classified failure (a `404` without that body, a `404` "no route for", the replay `409`, a
+   *   `2xx` that is not the dashboard's: `server`).
    */
   async ack(commandId: string, attempt: number, signal: AbortSignal): Promise<AckOutcome> {
     const sent = await this.#send(
@@ -686,7 +690,12 @@ export class DashboardClient {
       return { kind: "server", status: 404, message: notItsWord(answer.jsonError, answer.message) };
     }
     if (response.status === 409) {
-      return { kind: "stale", message: await this.#errorMessage(response) };
+      // The replay 409 (the ack sent again on the way, after the first copy was taken) is no word
+      // on the delivery: asked again. Any other is (not running is the safe reading of a 409).
+      const answer = await errorAnswer(response, this.#secretsOf(response));
+      const replayed = replayedOnTheWay(409, answer);
+      if (replayed !== undefined) return replayed;
+      return { kind: "stale", message: answer.message };
     }
     return await this.#failure(response);
   }
@@ -921,10 +930,6 @@ export class DashboardClient {
       }
       return { kind: "network", message: describeFetchFailure(error) };
     }
-  }
-
-  async #errorMessage(response: Response): Promise<string> {
-    return (await errorAnswer(response, this.#secretsOf(response))).message;
   }
 
   /** What an answer must not carry into a message: the token, and its request's signature. */
