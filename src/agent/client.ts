@@ -885,7 +885,8 @@ export class DashboardClient {
     const why = notTheDashboards(response.headers.get("Content-Type"), text, expected);
     if (why !== undefined) {
       // Before the text is cut: a secret cut in two would show its first part.
-      const shown = redact(`${why}: ${text ?? ""}`, this.#secretsOf(response)).trim();
+      const body = text?.trim() ?? "";
+      const shown = redact(body === "" ? why : `${why}: ${body}`, this.#secretsOf(response));
       return {
         kind: "server",
         status: response.status,

@@ -651,6 +651,15 @@ Deno.test("a 2xx that is not the dashboard's does not take a report, ack, output
       .report(report, signal);
     assert.deepEqual(duplicate, { kind: "accepted", duplicate: true });
   });
+  await t.step("a page larger than any answer is told by its type, not read whole", async () => {
+    const { body, pulled } = countedBody(HUGE);
+    const outcome = await clientAnswering(() =>
+      new Response(body, { headers: { "Content-Type": "text/html" } })
+    ).report(report, signal);
+    assert.equal(outcome.kind, "server", JSON.stringify(outcome));
+    assert.match((outcome as { message: string }).message, /in its place\?$/);
+    assert.ok(pulled() <= MAX_ANSWER_BYTES + 2 * (1 << 20), `${pulled()} bytes read`);
+  });
   await t.step("the answer's echo of the token is not carried into the message", async () => {
     const client = new DashboardClient({
       dashboardUrl: "http://dashboard.invalid",
