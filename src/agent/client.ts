@@ -49,7 +49,9 @@ export type RequestFailure =
      * A 5xx answer without `Retry-After`, one no request expects (a `101`, a status above 599),
      * a `429` without a `Retry-After` the agent can read, or a report's, ack's, cancel-wait's or
      * output chunk's `404` that is not the dashboard's word on it ({@link DashboardClient.report}),
-     * or the dashboard's replay `409` (the request sent again on the way by a proxy). Back off.
+     * or the dashboard's replay `409` (the request sent again on the way by a proxy), or a `2xx`
+     * to a report, ack, output chunk or heartbeat that is not the dashboard's (an HTML page in its
+     * place, JSON saying `"accepted": false`: {@link notTheDashboards}). Back off.
      */
     kind: "server";
     status: number;
@@ -165,7 +167,10 @@ export type AckOutcome =
    * JSON) is a `server` failure, tried again.
    */
   | { kind: "unsupported"; message: string }
-  /** `409`: the delivered attempt is no longer current; the command will be delivered again. */
+  /**
+   * `409` (not the dashboard's replay refusal): the delivered attempt is no longer current; the
+   * command will be delivered again.
+   */
   | { kind: "stale"; message: string }
   | RequestFailure;
 
@@ -235,6 +240,13 @@ interface FailureOptions {
    * dashboard's "no route for" (else it is a `server` failure, tried again).
    */
   notFoundIsVerdict?: "json";
+  /**
+   * `"json"`: any other `4xx` but a `413` is a refusal only with the protocol's JSON error body
+   * (else it is a `server` failure, tried again): the dashboard says why it refuses a report, a
+   * server answering in its place (a static site's `405 Not Allowed` at a wrong `DASHBOARD_URL`, a
+   * proxy's `400` page) does not.
+   */
+  refusalIsVerdict?: "json";
 }
 
 /**
@@ -355,20 +367,64 @@ async function boundedJson(
  * nothing when the answer has none that reads as a time (an answer that cannot be read is still
  * an ack).
  */
-async function leaseOf(
+function leaseOf(
   response: Response,
-): Promise<{ leaseExpiresAt?: number; answeredAt?: number }> {
+  body: unknown,
+): { leaseExpiresAt?: number; answeredAt?: number } {
   const date = Date.parse(response.headers.get("Date") ?? "");
   const answeredAt = Number.isFinite(date) ? { answeredAt: date } : {};
-  let body: unknown;
-  try {
-    body = await boundedJson(response, { emptyIs: NO_BODY });
-  } catch {
-    return {};
-  }
   const lease = (body as { lease_expires_at?: unknown } | null)?.lease_expires_at;
   const ms = typeof lease === "string" ? Date.parse(lease) : NaN;
   return Number.isFinite(ms) ? { leaseExpiresAt: ms, ...answeredAt } : {};
+}
+
+/** The media types of a page for people, which no dashboard answers an agent's request with. */
+const PAGE_TYPE = /^\s*(text\/html|application\/xhtml\+xml)\s*(;|$)/i;
+
+/** What a `2xx` answer to a request that hands something over must not say, and of which command. */
+interface HandedOver {
+  /** The field of the dashboard's answer that says it took it (`accepted`, `acked`, ...). */
+  took: "accepted" | "acked" | "stored" | "recorded";
+  /** The command the request is about, when it is about one. */
+  commandId?: string;
+}
+
+/**
+ * Why a `2xx` answer to a request that hands something over (a report, an ack, an output chunk, a
+ * heartbeat) is not the dashboard's word that it took it (docs/protocol.md §6), or nothing when it
+ * may be: a page for people (a body that is not JSON and is HTML by its `Content-Type` or begins
+ * with `<`), which a proxy, a captive portal or a login gateway answers in the dashboard's place;
+ * or JSON that says the dashboard did not take it (`"accepted": false`) or names another command.
+ * Any other `2xx` (a `204`, an empty body, plain text, JSON of any other shape, a Stacker-style
+ * dashboard's, §7) is the dashboard's.
+ *
+ * @param contentType The answer's `Content-Type`.
+ * @param text Its body; `undefined` when it could not be read whole (then its type alone tells).
+ * @param expected What the dashboard's answer says, and of which command.
+ */
+function notTheDashboards(
+  contentType: string | null,
+  text: string | undefined,
+  expected: HandedOver,
+): string | undefined {
+  let body: unknown;
+  try {
+    body = JSON.parse(text ?? "");
+  } catch {
+    const page = PAGE_TYPE.test(contentType ?? "") || /^\s*</.test(text ?? "");
+    if (!page || text?.trim() === "") return undefined;
+    return `an HTML page (Content-Type ${JSON.stringify(contentType ?? "none")}): a proxy's, ` +
+      "a captive portal's or a login page in its place?";
+  }
+  const fields = body !== null && typeof body === "object" ? body as Record<string, unknown> : {};
+  if (fields[expected.took] === false) return `JSON that says "${expected.took}": false`;
+  const named = fields.command_id;
+  if (
+    expected.commandId !== undefined && typeof named === "string" && named !== expected.commandId
+  ) {
+    return `JSON about another command (${JSON.stringify(named.slice(0, 200))})`;
+  }
+  return undefined;
 }
 
 /**
@@ -610,7 +666,8 @@ export class DashboardClient {
    * @param attempt The delivered attempt.
    * @param signal Aborts the request.
    * @returns Acked, unsupported (404 with the dashboard's JSON error body), stale (409) or a
-   *   classified failure (a `404` without that body, or its "no route for": `server`).
+   *   classified failure (a `404` without that body, a `404` "no route for", the replay `409`, a
+   *   `2xx` that is not the dashboard's: `server`).
    */
   async ack(commandId: string, attempt: number, signal: AbortSignal): Promise<AckOutcome> {
     const sent = await this.#send(
@@ -622,7 +679,10 @@ export class DashboardClient {
     );
     if ("kind" in sent) return sent;
     const response = sent.response;
-    if (response.ok) return { kind: "acked", ...await leaseOf(response) };
+    if (response.ok) {
+      const read = await this.#handedOver(response, { took: "acked", commandId });
+      return "kind" in read ? read : { kind: "acked", ...leaseOf(response, read.body) };
+    }
     if (response.status === 404) {
       // A proxy's page while the dashboard restarts is no word on the ack: asked again.
       const answer = await errorAnswer(response, this.#secretsOf(response));
@@ -630,7 +690,12 @@ export class DashboardClient {
       return { kind: "server", status: 404, message: notItsWord(answer.jsonError, answer.message) };
     }
     if (response.status === 409) {
-      return { kind: "stale", message: await this.#errorMessage(response) };
+      // The replay 409 (the ack sent again on the way, after the first copy was taken) is no word
+      // on the delivery: asked again. Any other is (not running is the safe reading of a 409).
+      const answer = await errorAnswer(response, this.#secretsOf(response));
+      const replayed = replayedOnTheWay(409, answer);
+      if (replayed !== undefined) return replayed;
+      return { kind: "stale", message: answer.message };
     }
     return await this.#failure(response);
   }
@@ -706,10 +771,17 @@ export class DashboardClient {
    * @returns Accepted (possibly as a duplicate) or a classified failure. A `404` is `refused` only
    *   when the dashboard says so in its JSON error body (an unknown command); one without it (a
    *   proxy's page while the dashboard is redeployed), or its "no route for" (a wrong path
-   *   prefix), is no word on the report: `server`, so that the report is kept.
+   *   prefix), is no word on the report: `server`, so that the report is kept; so is a `2xx`
+   *   that is not the dashboard's (an HTML page in its place: {@link notTheDashboards}), and any
+   *   other `4xx` but a `413` without that body (a static site's `405 Not Allowed`).
    */
   async report(report: ReportRequest, signal: AbortSignal): Promise<ReportOutcome> {
-    return await this.#post(PATHS.report, report, signal, { notFoundIsVerdict: "json" });
+    return await this.#post(PATHS.report, report, signal, {
+      notFoundIsVerdict: "json",
+      refusalIsVerdict: "json",
+      took: "accepted",
+      commandId: report.command_id,
+    });
   }
 
   /**
@@ -756,6 +828,8 @@ export class DashboardClient {
   ): Promise<ReportOutcome> {
     return await this.#post(LIVE_PATHS.output(commandId), chunk, signal, {
       notFoundIsVerdict: "json",
+      took: "stored",
+      commandId,
     });
   }
 
@@ -767,14 +841,14 @@ export class DashboardClient {
    * @returns Recorded (`accepted`) or a classified failure.
    */
   async heartbeat(body: Record<string, unknown>, signal: AbortSignal): Promise<ReportOutcome> {
-    return await this.#post(LIVE_PATHS.heartbeat, body, signal);
+    return await this.#post(LIVE_PATHS.heartbeat, body, signal, { took: "recorded" });
   }
 
   async #post(
     path: string,
     body: unknown,
     signal: AbortSignal,
-    options: FailureOptions = {},
+    options: FailureOptions & HandedOver,
   ): Promise<ReportOutcome> {
     const sent = await this.#send(
       "POST",
@@ -786,14 +860,44 @@ export class DashboardClient {
     if ("kind" in sent) return sent;
     const response = sent.response;
     if (!response.ok) return await this.#failure(response, options);
-    let duplicate = false;
-    try {
-      duplicate =
-        (await boundedJson(response) as { duplicate?: unknown } | null)?.duplicate === true;
-    } catch {
-      // A 2xx without a JSON body still means accepted.
-    }
+    const read = await this.#handedOver(response, options);
+    if ("kind" in read) return read;
+    const duplicate = (read.body as { duplicate?: unknown } | null)?.duplicate === true;
     return { kind: "accepted", duplicate };
+  }
+
+  /**
+   * Reads a `2xx` answer to a request that hands something over: its JSON body (`undefined` when
+   * it has none that reads: a 2xx without a JSON body still means taken), or, when the answer is
+   * not the dashboard's ({@link notTheDashboards}), a `server` failure naming what came back, so
+   * that what was handed over is kept and sent again.
+   */
+  async #handedOver(
+    response: Response,
+    expected: HandedOver,
+  ): Promise<{ body: unknown } | RequestFailure> {
+    let text: string | undefined;
+    try {
+      text = await readBodyBounded(response, MAX_ANSWER_BYTES);
+    } catch {
+      // A body that broke off after a 2xx: its status said it was taken.
+    }
+    const why = notTheDashboards(response.headers.get("Content-Type"), text, expected);
+    if (why !== undefined) {
+      // Before the text is cut: a secret cut in two would show its first part.
+      const body = text?.trim() ?? "";
+      const shown = redact(body === "" ? why : `${why}: ${body}`, this.#secretsOf(response));
+      return {
+        kind: "server",
+        status: response.status,
+        message: `${response.status} answer that is not the dashboard's, ${shown.slice(0, 400)}`,
+      };
+    }
+    try {
+      return { body: JSON.parse(text ?? "") };
+    } catch {
+      return { body: undefined };
+    }
   }
 
   async #send(
@@ -827,10 +931,6 @@ export class DashboardClient {
       }
       return { kind: "network", message: describeFetchFailure(error) };
     }
-  }
-
-  async #errorMessage(response: Response): Promise<string> {
-    return (await errorAnswer(response, this.#secretsOf(response))).message;
   }
 
   /** What an answer must not carry into a message: the token, and its request's signature. */
@@ -901,6 +1001,14 @@ export class DashboardClient {
       !isVerdict404({ message, jsonError })
     ) {
       return { kind: "server", status, message: notItsWord(jsonError, message) };
+    }
+    if (options.refusalIsVerdict === "json" && !jsonError && status !== 413) {
+      return {
+        kind: "server",
+        status,
+        message: `${status} without the dashboard's word on the request (not its JSON error ` +
+          `body: another server's or a proxy's page in its place?): ${message}`,
+      };
     }
     return replayedOnTheWay(status, { message, jsonError }) ?? { kind: "refused", status, message };
   }

@@ -58,7 +58,8 @@ export class ResultReporter {
 
   /**
    * Sends every pending report, oldest first; stops at the first that should be retried later.
-   * A dashboard error (`5xx`, or a `404` that is not its word on the report) on one report may be
+   * A dashboard error (`5xx`, or a `2xx` or `4xx` that is not its word on the report: a proxy's
+   * page, a firewall's page for what that report holds) on one report may be
    * that report's alone (one the dashboard cannot store): it stays in the outbox, the next ones
    * are sent, and it is not returned, so the poll loop goes on taking commands instead of backing
    * off from that one report for ever. A second error in the same round is the dashboard's: it is
@@ -82,7 +83,7 @@ export class ResultReporter {
       if (outcome.kind === "aborted") return undefined;
       if (outcome.kind === "refused" || outcome.kind === "invalid") continue;
       if (
-        outcome.kind === "server" && (outcome.status >= 500 || outcome.status === 404) && !skipped
+        outcome.kind === "server" && !skipped && outcome.status >= 200 && outcome.status !== 429
       ) {
         skipped = true;
         this.#tellSkipped(report.command_id, outcome);

@@ -26,6 +26,7 @@ import {
   type MaxConcurrency,
   parseLabels,
   parseMaxConcurrency,
+  RESERVED_RUN_ID,
   RUN_ID_PATTERN,
   RUN_ID_RULE,
   RUN_LIST_LIMIT,
@@ -57,6 +58,17 @@ import { requestSignals, waitSignals, waitTimeoutOption } from "./interrupt.ts";
 function parseRunId(value: string): string {
   if (!RUN_ID_PATTERN.test(value)) {
     throw new InvalidArgumentError(`must be ${RUN_ID_RULE}`);
+  }
+  return value;
+}
+
+/** Parses the id of a run to start (`--id`): a run id, and not the one the dashboard refuses. */
+function parseNewRunId(value: string): string {
+  if (parseRunId(value) === RESERVED_RUN_ID) {
+    throw new InvalidArgumentError(
+      `must not be "${RESERVED_RUN_ID}": the dashboard refuses it (the console's page of that ` +
+        "run would be its start-a-run form)",
+    );
   }
   return value;
 }
@@ -437,7 +449,7 @@ export function runCommand(io: Io): Command {
       "--id <id>",
       "run id (default: a random one, named when the answer is lost); re-sending the same id " +
         "and body starts nothing twice",
-      parseRunId,
+      parseNewRunId,
     )
     .option(
       "--timeout <secs>",

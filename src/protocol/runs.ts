@@ -223,9 +223,19 @@ export const RUN_ID_PATTERN: RegExp = idPattern("A-Za-z0-9._-", 64);
 /** What {@link RUN_ID_PATTERN} asks for, in words. */
 export const RUN_ID_RULE = "1–64 characters of A-Z a-z 0-9 . _ -, not only dots";
 
+/**
+ * The one run id refused at creation: the console's page of that run, `/runs/new`, is its
+ * start-a-run form.
+ */
+export const RESERVED_RUN_ID = "new";
+
 /** Schema of {@link RunRequest}. */
 export const runRequestSchema: z.ZodType<RunRequest> = z.object({
-  id: z.string().regex(RUN_ID_PATTERN, `must be ${RUN_ID_RULE}`).optional(),
+  id: z.string().regex(RUN_ID_PATTERN, `must be ${RUN_ID_RULE}`).refine(
+    (id) => id !== RESERVED_RUN_ID,
+    `must not be "${RESERVED_RUN_ID}": the console's page of a run with that id (/runs/new) is ` +
+      "its start-a-run form",
+  ).optional(),
   // The same rule as an enqueued command's name: a run's parts are ordinary commands.
   name: commandNameSchema,
   params: enqueueParamsSchema.optional(),

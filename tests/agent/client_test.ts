@@ -565,3 +565,193 @@ Deno.test("a report's 404 is a refusal only when the dashboard says so in its JS
     assert.equal(waited.kind, "refused");
   });
 });
+
+Deno.test("a 2xx that is not the dashboard's does not take a report, ack, output chunk or heartbeat", async (t) => {
+  // Any 2xx was taken as accepted: a proxy's or captive portal's page answered 200 in the
+  // dashboard's place made the agent drop the result from its outbox.
+  const report: ReportRequest = { command_id: "cmd-1", status: "success" };
+  const chunk = { attempt: 1, stream: "stdout" as const, offset: 0, data: "aGkK" };
+  const page = "<!DOCTYPE html><html><body><h1>Welcome to the guest Wi-Fi</h1></body></html>";
+  for (
+    const [what, answer, reason] of [
+      [
+        "an HTML page",
+        () => new Response(page, { headers: { "Content-Type": "text/html; charset=utf-8" } }),
+        /^200 answer that is not the dashboard's, an HTML page \(Content-Type "text\/html; charset=utf-8"\).*: <!DOCTYPE html><html><body><h1>Welcome/,
+      ],
+      [
+        "a page without its type",
+        () => new Response(` \n${page}`, { headers: { "Content-Type": "text/plain" } }),
+        /an HTML page \(Content-Type "text\/plain"\)/,
+      ],
+      [
+        "a 202 of XHTML",
+        () =>
+          new Response("<html/>", {
+            status: 202,
+            headers: { "Content-Type": "application/xhtml+xml" },
+          }),
+        /^202 answer that is not the dashboard's, an HTML page/,
+      ],
+      [
+        "JSON about another command",
+        () => Response.json({ accepted: true, command_id: "cmd-2" }),
+        /JSON about another command \("cmd-2"\)/,
+      ],
+    ] as const
+  ) {
+    await t.step(`${what}: kept to be sent again`, async () => {
+      for (
+        const outcome of [
+          await clientAnswering(answer).report(report, signal),
+          await clientAnswering(answer).ack("cmd-1", 1, signal),
+          await clientAnswering(answer).output("cmd-1", chunk, signal),
+        ]
+      ) {
+        assert.equal(outcome.kind, "server", JSON.stringify(outcome));
+        assert.match((outcome as { message: string }).message, reason);
+      }
+    });
+  }
+  await t.step("JSON that says it did not take it", async () => {
+    const no = (took: string) => () => Response.json({ [took]: false });
+    const reported = await clientAnswering(no("accepted")).report(report, signal);
+    assert.match(
+      (reported as { message: string }).message,
+      /^200 answer that is not the dashboard's, JSON that says "accepted": false/,
+    );
+    assert.equal((await clientAnswering(no("acked")).ack("cmd-1", 1, signal)).kind, "server");
+    assert.equal(
+      (await clientAnswering(no("stored")).output("cmd-1", chunk, signal)).kind,
+      "server",
+    );
+    assert.equal((await clientAnswering(no("recorded")).heartbeat({}, signal)).kind, "server");
+    const html = () => new Response(page, { headers: { "Content-Type": "text/html" } });
+    assert.equal((await clientAnswering(html).heartbeat({}, signal)).kind, "server");
+  });
+  await t.step("what a dashboard may answer is still taken", async () => {
+    for (
+      const answer of [
+        () => Response.json({ accepted: true }),
+        () => Response.json({ accepted: true, command_id: "cmd-1" }),
+        () => Response.json({ status: "ok" }),
+        () => new Response(null, { status: 204 }),
+        () => new Response("", { status: 200, headers: { "Content-Type": "text/html" } }),
+        () => new Response("OK", { status: 200 }),
+        // A dashboard that writes its JSON without saying so (a PHP one's text/html).
+        () => new Response('{"accepted":true}', { headers: { "Content-Type": "text/html" } }),
+      ]
+    ) {
+      const outcome = await clientAnswering(answer).report(report, signal);
+      assert.deepEqual(outcome, { kind: "accepted", duplicate: false });
+    }
+    const duplicate = await clientAnswering(() =>
+      Response.json({ accepted: true, duplicate: true })
+    )
+      .report(report, signal);
+    assert.deepEqual(duplicate, { kind: "accepted", duplicate: true });
+  });
+  await t.step("a page larger than any answer is told by its type, not read whole", async () => {
+    const { body, pulled } = countedBody(HUGE);
+    const outcome = await clientAnswering(() =>
+      new Response(body, { headers: { "Content-Type": "text/html" } })
+    ).report(report, signal);
+    assert.equal(outcome.kind, "server", JSON.stringify(outcome));
+    assert.match((outcome as { message: string }).message, /in its place\?$/);
+    assert.ok(pulled() <= MAX_ANSWER_BYTES + 2 * (1 << 20), `${pulled()} bytes read`);
+  });
+  await t.step("the answer's echo of the token is not carried into the message", async () => {
+    const client = new DashboardClient({
+      dashboardUrl: "http://dashboard.invalid",
+      agentId: "agent-1",
+      agentToken: "s3cret-token-value",
+      fetch: () =>
+        Promise.resolve(
+          new Response("<html>Sign in again (token s3cret-token-value)</html>", {
+            headers: { "Content-Type": "text/html" },
+          }),
+        ),
+    });
+    const outcome = await client.report(report, signal);
+    assert.equal(outcome.kind, "server");
+    assert.ok(!(outcome as { message: string }).message.includes("s3cret"));
+    assert.match((outcome as { message: string }).message, /\[redacted\]/);
+  });
+});
+
+Deno.test("a report a firewall answers with its page is kept, and the reports after it are still sent", async () => {
+  // One report's content answered 200 with a block page: without the skip, it would hold every
+  // later report and wait behind it.
+  using _logs = captureLogs();
+  const sent: string[] = [];
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.invalid",
+    agentId: "agent-1",
+    fetch: async (_input, init) => {
+      const id = JSON.parse(String(init?.body)).command_id;
+      sent.push(id);
+      return await Promise.resolve(
+        id === "cmd-1"
+          ? new Response("<html>Request blocked</html>", {
+            headers: { "Content-Type": "text/html" },
+          })
+          : Response.json({ accepted: true }),
+      );
+    },
+  });
+  using state = memoryAgentState();
+  state.outbox.put({ command_id: "cmd-1", status: "success" });
+  state.outbox.put({ command_id: "cmd-2", status: "success" });
+  const reporter = new ResultReporter({
+    client,
+    state,
+    clock: new FakeClock(),
+    retryDelayMs: 1,
+    signal,
+    stopNow: signal,
+  });
+  assert.equal(await reporter.drain(), undefined);
+  assert.deepEqual(sent, ["cmd-1", "cmd-2"]);
+  assert.deepEqual(state.outbox.pending().map((r) => r.command_id), ["cmd-1"]);
+});
+
+Deno.test("a report's 4xx is a refusal only with the dashboard's JSON error body; a 413 is read as before", async (t) => {
+  // A static site at a wrong DASHBOARD_URL answers a POST "405 Not Allowed", a proxy its own
+  // "400 Bad Request" page: each dropped the result for good, as the dashboard's refusal would.
+  const report: ReportRequest = { command_id: "cmd-1", status: "success" };
+  const nginx405 = "<html><head><title>405 Not Allowed</title></head><body>nginx</body></html>";
+  for (
+    const [what, answer] of [
+      [
+        "a static site's 405",
+        () => new Response(nginx405, { status: 405, headers: { "Content-Type": "text/html" } }),
+      ],
+      ["a proxy's plain 400", () => new Response("Bad Request", { status: 400 })],
+      ["an empty 410", () => new Response(null, { status: 410 })],
+    ] as const
+  ) {
+    await t.step(`${what}: kept to be sent again`, async () => {
+      const outcome = await clientAnswering(answer).report(report, signal);
+      assert.equal(outcome.kind, "server", JSON.stringify(outcome));
+      assert.match(
+        (outcome as { message: string }).message,
+        /^4\d\d without the dashboard's word on the request \(not its JSON error body/,
+      );
+    });
+  }
+  await t.step("the dashboard's own refusals, and a 413 of any body, are refusals", async () => {
+    for (
+      const answer of [
+        () =>
+          Response.json({ error: "attempt 3 of command cmd-1 was never delivered" }, {
+            status: 409,
+          }),
+        () => Response.json({ error: 'field "status": must be one of ...' }, { status: 400 }),
+        () => new Response("<html>413 Request Entity Too Large</html>", { status: 413 }),
+      ]
+    ) {
+      const outcome = await clientAnswering(answer).report(report, signal);
+      assert.equal(outcome.kind, "refused", JSON.stringify(outcome));
+    }
+  });
+});

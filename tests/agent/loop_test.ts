@@ -487,6 +487,65 @@ Deno.test("a report answered 404 by something other than the dashboard is kept a
   }
 });
 
+Deno.test("a report answered 200 by a page in the dashboard's place is kept, told once, and sent again", async () => {
+  // Any 2xx was taken as accepted: a captive portal's or proxy's page answered 200 made the agent
+  // drop the result from its outbox, and the dashboard never got it.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let pages = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "report" && pages < 3) {
+      pages++;
+      return new Response("<html><body>Please sign in to continue</body></html>", {
+        headers: { "Content-Type": "text/html" },
+      });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, { clock, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await advanceUntil(clock, () => stub.reports.length === 1, 500, "the accepted report");
+  await advanceUntil(clock, () => agent.state.outbox.size === 0, 500, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 4);
+  assert.equal(stub.reports[0].command_id, "cmd-1");
+  assert.equal(agent.executor.runs.length, 1);
+  assert.ok(!logs.has(/refused the report for good/));
+  const told = logs.records.filter((r) =>
+    r.level === "warning" && /not the dashboard's, an HTML page/.test(String(r.error ?? r.reason))
+  );
+  assert.ok(told.length >= 1, "told with what came back");
+  assert.match(String(told[0].error ?? told[0].reason), /Please sign in to continue/);
+  assert.ok(told.length <= 2, `told ${told.length} times`);
+});
+
+Deno.test("a report answered 405 by a static site in the dashboard's place is kept and sent again", async () => {
+  // A 4xx without the dashboard's JSON error body (nginx serving files at a wrong DASHBOARD_URL
+  // answers a POST "405 Not Allowed") dropped the result for good.
+  using logs = captureLogs();
+  await using stub = new StubDashboard();
+  let answered = 0;
+  stub.override = (seen) => {
+    if (seen.kind === "report" && answered < 2) {
+      answered++;
+      return new Response("<html><head><title>405 Not Allowed</title></head></html>", {
+        status: 405,
+        headers: { "Content-Type": "text/html" },
+      });
+    }
+  };
+  const clock = new FakeClock();
+  const agent = start(stub, { clock, retryDelayMs: 100 });
+  stub.enqueue(command("cmd-1", "echo hi"));
+  await advanceUntil(clock, () => stub.reports.length === 1, 500, "the accepted report");
+  await advanceUntil(clock, () => agent.state.outbox.size === 0, 500, "the outbox to empty");
+  await finish(agent);
+  assert.equal(stub.seen.filter((s) => s.kind === "report").length, 3);
+  assert.equal(agent.executor.runs.length, 1);
+  assert.ok(!logs.has(/refused the report for good/));
+  assert.ok(logs.has(/result not accepted yet/));
+});
+
 Deno.test("a report refused as too large (413: a proxy's body limit) is sent again without its output", async () => {
   using logs = captureLogs();
   await using stub = new StubDashboard();

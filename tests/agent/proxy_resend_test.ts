@@ -125,3 +125,43 @@ Deno.test("a signed wait a proxy sent again to another instance is a failure to 
   const again = await client.wait("default", 30, new AbortController().signal);
   assert.equal(again.kind, "command");
 });
+
+Deno.test("an ack a proxy sent again to another instance is asked again, not read as a stale delivery", async () => {
+  // The replay 409 of an ack was read as "this delivery is stale": the agent did not run the
+  // command, which the first copy had acked, until its lease ran out and it was delivered again.
+  await using d = await makeDashboard();
+  const enqueued = await d.agent({ path: P.enqueue, body: { id: "c1", name: "echo hi" } });
+  assert.equal(enqueued.status, 202);
+  const delivered = await d.agent({ path: P.wait() });
+  assert.equal((await json(delivered)).id, "c1");
+  let resent = false;
+  const proxy = async (input: string | URL | Request, init?: RequestInit) => {
+    const request = new Request(input, init);
+    const url = new URL(request.url);
+    const body = await request.text();
+    const send = () =>
+      d.dashboard.app.request(url.pathname + url.search, {
+        method: request.method,
+        headers: request.headers,
+        body,
+      });
+    if (!resent) {
+      // The first copy is taken, its answer lost on the way back; the proxy sends it again.
+      resent = true;
+      await (await send()).body?.cancel();
+    }
+    return await send();
+  };
+  const client = new DashboardClient({
+    dashboardUrl: "http://dashboard.test",
+    agentId: "a1",
+    agentToken: TOKEN,
+    fetch: proxy as typeof fetch,
+    now: () => d.clock.now(),
+  });
+  const first = await client.ack("c1", 1, new AbortController().signal);
+  assert.equal(first.kind, "server", JSON.stringify(first));
+  assert.match((first as { message: string }).message, /^replay detected: /);
+  const again = await client.ack("c1", 1, new AbortController().signal);
+  assert.equal(again.kind, "acked", JSON.stringify(again));
+});

@@ -592,6 +592,12 @@ Deno.test("a command line the dashboard would refuse is bad usage, refused befor
       "status: option '--id <id>' argument 'wait' is invalid: must not be \"wait\": the " +
       "dashboard refuses it (its agent routes would be read as a wait's)",
     ],
+    [
+      "the one reserved run id",
+      ["run", "start", "echo hi", "--agent", "a", "--id", "new"],
+      "status: option '--id <id>' argument 'new' is invalid: must not be \"new\": the " +
+      "dashboard refuses it (the console's page of that run would be its start-a-run form)",
+    ],
   ];
   for (const [what, args, said] of cases) {
     await t.step(what, async () => {

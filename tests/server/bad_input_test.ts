@@ -127,6 +127,31 @@ Deno.test("the command id wait is refused at enqueue: its agent routes would be 
   await other.body?.cancel();
 });
 
+Deno.test("the run id new is refused at creation: the console's page of that run is the start-a-run form", async () => {
+  // A run of that id was started, and could not be opened in the console: /runs/new showed the
+  // form instead.
+  await using d = await makeDashboard();
+  const response = await d.admin("POST", "/api/v1/runs", {
+    id: "new",
+    name: "echo hi",
+    target: { agents: ["a1"] },
+  });
+  assert.equal(response.status, 400);
+  assert.equal(
+    (await json(response)).error,
+    'field "id": must not be "new": the console\'s page of a run with that id (/runs/new) is its ' +
+      "start-a-run form",
+  );
+  assert.deepEqual((await json(await d.admin("GET", "/api/v1/runs"))).runs, []);
+  const other = await d.admin("POST", "/api/v1/runs", {
+    id: "new-1",
+    name: "echo hi",
+    target: { agents: ["a1"] },
+  });
+  assert.equal(other.status, 201);
+  await other.body?.cancel();
+});
+
 Deno.test("an operator's enqueue naming its target by a malformed X-Agent-Id is a 400 naming that header", async () => {
   await using d = await makeDashboard();
   const enqueue = (headers: Record<string, string>) =>
