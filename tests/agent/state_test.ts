@@ -364,6 +364,17 @@ Deno.test({
   },
 });
 
+/**
+ * Waits until the file system's clock has moved on: a file's change time is kept to the kernel's
+ * tick (a few ms), and copies set aside within one tick cannot be told newer or older.
+ */
+function nextTick(): void {
+  const until = Date.now() + 12;
+  while (Date.now() < until) {
+    // a few ms, once per copy
+  }
+}
+
 Deno.test("copies set aside are kept five at most, the older removed with a warning", async (t) => {
   // Every damaged journal and unreadable outbox file was kept for good: they piled up unseen.
   await t.step("journal copies", () => {
@@ -374,6 +385,7 @@ Deno.test("copies set aside are kept five at most, the older removed with a warn
       for (let n = 0; n < 7; n++) {
         Deno.writeTextFileSync(path, `${startLine("a")}damage ${n}\n`, { mode: 0o600 });
         Journal.open({ dir }).close();
+        nextTick();
       }
       const kept = [...Deno.readDirSync(dir)].map((e) => e.name)
         .filter((name) => name.startsWith("journal.jsonl.damaged-"));
@@ -398,6 +410,7 @@ Deno.test("copies set aside are kept five at most, the older removed with a warn
       for (let n = 0; n < 7; n++) {
         Deno.writeTextFileSync(join(box, "bad.json"), `damage ${n}`);
         Outbox.open({ dir });
+        nextTick();
       }
       const texts = [...Deno.readDirSync(box)].map((e) => Deno.readTextFileSync(join(box, e.name)));
       assert.deepEqual(texts.sort(), [2, 3, 4, 5, 6].map((n) => `damage ${n}`));
